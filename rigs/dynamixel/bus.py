@@ -1,0 +1,366 @@
+"""One Dynamixel bus (one serial adapter) driven through the official ``dynamixel_sdk``.
+
+The control loop owns each bus: one thread, one sync read and at most one sync write per
+cycle. Connecting pings every motor and checks its model, so a wrong or missing motor is found
+before anything moves.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dynamixel_sdk as sdk
+import numpy as np
+
+from rigs.dynamixel import control_table as ct
+from rigs.spec import Arm
+
+log = logging.getLogger(__name__)
+
+
+class BusError(RuntimeError):
+    """A bus or motor problem; the message names the bus, the motor and what to do."""
+
+
+class MotorMissingError(BusError):
+    """A motor named in the rig file did not answer a ping."""
+
+
+class MotorModelError(BusError):
+    """A motor answered with another model than the rig file names."""
+
+
+class BusFault(BusError):
+    """The bus stopped answering during operation (after retries)."""
+
+
+class MotorHardwareError(BusError):
+    """A motor reports a hardware error (overload, overheating, electrical shock, encoder)."""
+
+    def __init__(self, message: str, motor_id: int, bits: int):
+        super().__init__(message)
+        self.motor_id = motor_id
+        self.bits = bits
+
+
+class _PortHandler(sdk.PortHandler):
+    """The SDK's port handler with a packet timeout matched to the adapter's latency timer.
+
+    The SDK assumes a 16 ms FTDI latency timer (a 34 ms timeout), far longer than a control
+    cycle; with the timer at 1 ms a missing reply is known after a few milliseconds.
+    """
+
+    latency_ms: float = 1.0
+
+    def setPacketTimeout(self, packet_length: int) -> None:  # noqa: N802 (SDK name)
+        self.packet_start_time = self.getCurrentTime()
+        self.packet_timeout = self.tx_time_per_byte * packet_length + 2.0 * self.latency_ms + 2.0
+
+
+@dataclass
+class MotorInfo:
+    """What a motor said about itself at connect."""
+
+    id: int
+    joint: str
+    model: str
+    model_number: int
+    firmware: int
+    shadow_of: int | None = None
+
+
+@dataclass
+class BusStats:
+    """Counters the quality record and diagnostics report."""
+
+    reads: int = 0
+    writes: int = 0
+    read_retries: int = 0
+    failed_reads: int = 0
+    failed_writes: int = 0
+    hardware_errors: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JointReading:
+    """One sync read of a whole arm: radians, rad/s and current in mA (0 without a sensor)."""
+
+    position_rad: np.ndarray
+    velocity_rad_s: np.ndarray
+    current_ma: np.ndarray
+    ok: bool = True
+
+
+def ftdi_latency_timer_ms(port: str) -> int | None:
+    """The USB latency timer of an FTDI adapter behind ``port`` (None if not an FTDI tty)."""
+    try:
+        dev = Path(os.path.realpath(port)).name
+    except OSError:
+        return None
+    sysfs = Path("/sys/bus/usb-serial/devices") / dev / "latency_timer"
+    try:
+        return int(sysfs.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+class DynamixelBus:
+    """One arm's bus: connect, configure, sync read the state block, sync write goals."""
+
+    def __init__(self, arm: Arm, *, retries: int = 2, fault_after_failed_cycles: int = 3):
+        self.arm = arm
+        self.name = arm.name
+        self.retries = retries
+        self.fault_after_failed_cycles = fault_after_failed_cycles
+        self.stats = BusStats()
+        self.motors: list[MotorInfo] = []
+        self.latency_timer_ms: int | None = None
+        self._port: _PortHandler | None = None
+        self._packet = sdk.PacketHandler(2.0)
+        self._ids = [j.id for j in arm.joints]
+        self._reader: sdk.GroupSyncRead | None = None
+        self._writer: sdk.GroupSyncWrite | None = None
+        self._failed_cycles = 0
+        self._last = JointReading(
+            np.zeros(len(self._ids)), np.zeros(len(self._ids)), np.zeros(len(self._ids)), False
+        )
+        self._current_unit = np.array([ct.MODELS[j.model].current_unit_ma for j in arm.joints])
+
+    # -- lifecycle ------------------------------------------------------------------------
+    @property
+    def is_connected(self) -> bool:
+        return self._port is not None
+
+    def connect(self) -> list[MotorInfo]:
+        """Open the port and ping every motor, checking its model. Returns what answered."""
+        port = self.arm.port
+        if not os.path.exists(port):
+            raise BusError(
+                f"bus {self.name}: port {port} does not exist; plug in the adapter or fix "
+                f"'port' for arm {self.name} in the rig file"
+            )
+        handler = _PortHandler(port)
+        self.latency_timer_ms = ftdi_latency_timer_ms(port)
+        if self.latency_timer_ms is not None:
+            handler.latency_ms = float(self.latency_timer_ms)
+            if self.latency_timer_ms > 1:
+                log.warning(
+                    "bus %s: USB latency timer of %s is %d ms, which caps the control rate; "
+                    "set it to 1 ms (see README, Hardware)",
+                    self.name,
+                    port,
+                    self.latency_timer_ms,
+                )
+        try:
+            opened = handler.openPort()
+        except Exception as exc:  # pyserial raises SerialException/OSError with details
+            raise BusError(
+                f"bus {self.name}: cannot open {port} ({exc}); check permissions (dialout group)"
+            ) from None
+        if not opened or not handler.setBaudRate(self.arm.baudrate):
+            raise BusError(f"bus {self.name}: cannot set {self.arm.baudrate} baud on {port}")
+        self._port = handler
+        try:
+            self.motors = self._ping_all()
+        except BusError:
+            self.disconnect()
+            raise
+        self._reader = sdk.GroupSyncRead(
+            handler, self._packet, ct.STATE_BLOCK_START, ct.STATE_BLOCK_LENGTH
+        )
+        for i in self._ids:
+            self._reader.addParam(i)
+        self._writer = sdk.GroupSyncWrite(handler, self._packet, ct.GOAL_POSITION, 4)
+        return self.motors
+
+    def _ping_all(self) -> list[MotorInfo]:
+        found: list[MotorInfo] = []
+        for joint in self.arm.joints:
+            for mid, shadow_of in ((joint.id, None), (joint.shadow_id, joint.id)):
+                if mid is None:
+                    continue
+                number = self._ping(mid)
+                expected = ct.MODELS[joint.model]
+                if number is None:
+                    raise MotorMissingError(
+                        f"bus {self.name} ({self.arm.port}): motor id {mid} ({joint.name}, "
+                        f"expected {joint.model}) does not answer; check its cable, power and id"
+                    )
+                if number != expected.number:
+                    got = ct.MODEL_BY_NUMBER.get(number)
+                    raise MotorModelError(
+                        f"bus {self.name}: motor id {mid} ({joint.name}) is a "
+                        f"{got.name if got else f'model number {number}'}, expected {joint.model}; "
+                        "fix the rig file or the motor"
+                    )
+                firmware = self.read_u8(mid, ct.FIRMWARE_VERSION)
+                found.append(MotorInfo(mid, joint.name, joint.model, number, firmware, shadow_of))
+        return found
+
+    def _ping(self, motor_id: int) -> int | None:
+        assert self._port is not None
+        for _ in range(self.retries + 1):
+            number, result, _err = self._packet.ping(self._port, motor_id)
+            if result == sdk.COMM_SUCCESS:
+                return int(number)
+        return None
+
+    def disconnect(self) -> None:
+        """Close the port (torque is left as it is: a follower keeps holding)."""
+        if self._port is not None:
+            try:
+                self._port.closePort()
+            finally:
+                self._port = None
+
+    def __enter__(self) -> DynamixelBus:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.disconnect()
+
+    # -- single-register access (setup only, never in the loop) -----------------------------
+    def _check(self, what: str, motor_id: int, result: int, error: int) -> None:
+        if result != sdk.COMM_SUCCESS:
+            raise BusError(
+                f"bus {self.name}: {what} motor {motor_id} failed: {self._packet.getTxRxResult(result)}"
+            )
+        if error & 0x7F:
+            raise BusError(
+                f"bus {self.name}: {what} motor {motor_id} refused: {self._packet.getRxPacketError(error)}"
+            )
+
+    def read_u8(self, motor_id: int, address: int) -> int:
+        assert self._port is not None
+        value, result, error = self._packet.read1ByteTxRx(self._port, motor_id, address)
+        self._check(f"reading address {address} of", motor_id, result, error)
+        return int(value)
+
+    def write_u8(self, motor_id: int, address: int, value: int) -> None:
+        assert self._port is not None
+        result, error = self._packet.write1ByteTxRx(self._port, motor_id, address, value)
+        self._check(f"writing address {address} of", motor_id, result, error)
+
+    def write_u16(self, motor_id: int, address: int, value: int) -> None:
+        assert self._port is not None
+        result, error = self._packet.write2ByteTxRx(self._port, motor_id, address, value)
+        self._check(f"writing address {address} of", motor_id, result, error)
+
+    def hardware_error(self, motor_id: int) -> int:
+        """Hardware Error Status (register 70) of one motor."""
+        return self.read_u8(motor_id, ct.HARDWARE_ERROR_STATUS)
+
+    def all_ids(self) -> list[int]:
+        return [m.id for m in self.motors]
+
+    # -- modes ------------------------------------------------------------------------------
+    def set_torque(self, enabled: bool) -> None:
+        """Torque on or off for every motor of the arm, shadows included."""
+        for mid in self.all_ids():
+            self.write_u8(mid, ct.TORQUE_ENABLE, 1 if enabled else 0)
+
+    def configure_leader(self) -> None:
+        """Leaders are moved by hand: torque off."""
+        self.set_torque(False)
+
+    def configure_follower(self) -> None:
+        """Followers hold position; the gripper runs current-based position with a limit."""
+        self.set_torque(False)  # operating mode and current limit live in EEPROM
+        for joint in self.arm.joints:
+            ids = [joint.id] + ([joint.shadow_id] if joint.shadow_id is not None else [])
+            gripper = joint.name == self.arm.gripper and ct.MODELS[joint.model].has_current_sensor
+            mode = ct.OperatingMode.CURRENT_BASED_POSITION if gripper else ct.OperatingMode.POSITION
+            for mid in ids:
+                self.write_u8(mid, ct.OPERATING_MODE, int(mode))
+                if gripper:
+                    self.write_u16(mid, ct.CURRENT_LIMIT, self.arm.gripper_current_limit)
+        # Start from where the arm is, so enabling torque does not jump.
+        reading = self.read_state()
+        if reading.ok:
+            self.write_goals(reading.position_rad)
+        self.set_torque(True)
+
+    # -- the per-cycle path -----------------------------------------------------------------
+    def read_state(self) -> JointReading:
+        """One sync read of current, velocity and position for every joint.
+
+        A failed read is retried; if every retry fails the last good reading comes back with
+        ``ok=False``; after ``fault_after_failed_cycles`` failed cycles in a row, BusFault.
+        """
+        assert self._reader is not None, "connect() first"
+        self.stats.reads += 1
+        result = sdk.COMM_TX_FAIL
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.stats.read_retries += 1
+            result = self._reader.txRxPacket()
+            if result == sdk.COMM_SUCCESS:
+                break
+        if result != sdk.COMM_SUCCESS:
+            self.stats.failed_reads += 1
+            self._failed_cycles += 1
+            if self._failed_cycles >= self.fault_after_failed_cycles:
+                raise BusFault(
+                    f"bus {self.name} ({self.arm.port}) stopped answering "
+                    f"({self._packet.getTxRxResult(result)}, {self._failed_cycles} cycles); "
+                    "check power and cable"
+                )
+            return JointReading(
+                self._last.position_rad, self._last.velocity_rad_s, self._last.current_ma, False
+            )
+        self._failed_cycles = 0
+        n = len(self._ids)
+        cur = np.empty(n)
+        vel = np.empty(n)
+        pos = np.empty(n)
+        data = self._reader.data_dict
+        for k, mid in enumerate(self._ids):
+            c, v, p = struct.unpack_from("<hii", bytes(data[mid]))
+            cur[k], vel[k], pos[k] = c, v, p
+        reading = JointReading(
+            (pos - ct.CENTER_TICKS) * ct.RAD_PER_TICK,
+            vel * ct.RAD_S_PER_VELOCITY_UNIT,
+            cur * self._current_unit,
+        )
+        self._last = reading
+        return reading
+
+    def write_goals(self, goal_rad: np.ndarray) -> bool:
+        """One sync write of Goal Position for every primary motor. False if it failed."""
+        assert self._writer is not None, "connect() first"
+        ticks = np.rint(np.asarray(goal_rad) / ct.RAD_PER_TICK).astype(np.int64) + ct.CENTER_TICKS
+        self._writer.clearParam()
+        for mid, t in zip(self._ids, ticks, strict=True):
+            self._writer.addParam(mid, list(struct.pack("<i", int(t))))
+        self.stats.writes += 1
+        ok = self._writer.txPacket() == sdk.COMM_SUCCESS
+        if not ok:
+            self.stats.failed_writes += 1
+        return ok
+
+    def hardware_info(self) -> dict[str, str]:
+        """Provenance: adapter port and each motor's id, model and firmware."""
+        info = {"port": self.arm.port, "baudrate": str(self.arm.baudrate)}
+        if self.latency_timer_ms is not None:
+            info["latency_timer_ms"] = str(self.latency_timer_ms)
+        serial = _adapter_serial(self.arm.port)
+        if serial:
+            info["adapter_serial"] = serial
+        for m in self.motors:
+            info[f"motor_{m.id}"] = f"{m.joint} {m.model} fw{m.firmware}" + (
+                f" shadow of {m.shadow_of}" if m.shadow_of is not None else ""
+            )
+        return info
+
+
+def _adapter_serial(port: str) -> str | None:
+    """The USB serial number of the adapter, read from the /dev/serial/by-id name if used."""
+    name = Path(port).name
+    if "/dev/serial/by-id/" in port and name.startswith("usb-"):
+        return name.removeprefix("usb-").rsplit("-if", 1)[0]
+    return None

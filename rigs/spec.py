@@ -1,0 +1,230 @@
+"""Rig specifications: a TOML file validated by pydantic.
+
+A rig is the set of arms (leaders and followers on their Dynamixel buses), cameras, the control
+rate and safety limits. Presets ship in ``rigs/presets``; users pass a preset name or a path.
+Every validation problem becomes a :class:`RigSpecError` naming the file, the field and what
+was expected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from rigs.dynamixel.control_table import MODELS
+
+
+class RigSpecError(ValueError):
+    """A rig name or file that cannot be used; the message says which and how to fix it."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Joint(_Strict):
+    """One joint: a primary servo, optionally a shadow servo that mirrors it on the same bus."""
+
+    name: str = Field(min_length=1)
+    id: int = Field(ge=0, le=252)
+    model: str
+    shadow_id: int | None = Field(default=None, ge=0, le=252)
+    min_rad: float = Field(ge=-3.1416, le=3.1416)
+    max_rad: float = Field(ge=-3.1416, le=3.1416)
+
+    @model_validator(mode="after")
+    def _check(self) -> Joint:
+        if self.model not in MODELS:
+            known = ", ".join(sorted(MODELS))
+            raise ValueError(f"unknown Dynamixel model {self.model!r}; expected one of {known}")
+        if self.min_rad >= self.max_rad:
+            raise ValueError(f"min_rad ({self.min_rad}) must be below max_rad ({self.max_rad})")
+        return self
+
+
+class Arm(_Strict):
+    """One arm on one bus (one U2D2 or similar adapter per arm, as on ALOHA)."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    role: Literal["leader", "follower"]
+    port: str = Field(
+        min_length=1,
+        description="serial device, e.g. /dev/serial/by-id/usb-FTDI_..., or 'virtual'",
+    )
+    baudrate: int = 1_000_000
+    follows: str | None = Field(default=None, description="for a follower: its leader's name")
+    gripper: str | None = Field(default=None, description="name of the gripper joint, if any")
+    gripper_current_limit: int = Field(
+        default=300, ge=1, description="Current Limit register units for a follower's gripper"
+    )
+    joints: list[Joint] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> Arm:
+        names = [j.name for j in self.joints]
+        if len(set(names)) != len(names):
+            raise ValueError(f"joint names repeat: {names}")
+        ids = [j.id for j in self.joints] + [j.shadow_id for j in self.joints if j.shadow_id]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"motor ids repeat on one bus: {sorted(ids)}")
+        if self.gripper is not None and self.gripper not in names:
+            raise ValueError(f"gripper {self.gripper!r} is not one of the joints {names}")
+        if self.role == "follower" and self.follows is None:
+            raise ValueError("a follower needs 'follows' = the name of its leader arm")
+        if self.role == "leader" and self.follows is not None:
+            raise ValueError("a leader cannot have 'follows'")
+        return self
+
+    @property
+    def joint_names(self) -> list[str]:
+        return [j.name for j in self.joints]
+
+
+class Camera(_Strict):
+    """One camera. ``driver`` selects the implementation registered under that name."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    driver: Literal["synthetic", "realsense", "opencv"]
+    serial: str | None = None
+    path: str | None = None
+    width: int = Field(default=640, ge=16, le=4096)
+    height: int = Field(default=480, ge=16, le=4096)
+    fps: int = Field(default=30, ge=1, le=120)
+    depth: bool = False
+    view: Literal["overhead", "low", "left_wrist", "right_wrist"] | None = Field(
+        default=None, description="synthetic cameras: which viewpoint the renderer draws"
+    )
+    jpeg_quality: int = Field(default=85, ge=10, le=100)
+
+
+class Safety(_Strict):
+    """Limits applied to every follower command."""
+
+    max_step_rad: float = Field(
+        default=0.15, gt=0, description="largest change of any goal in one control cycle"
+    )
+    joint_limit_margin_rad: float = Field(default=0.0, ge=0)
+
+
+class RigSpec(_Strict):
+    """A whole rig."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    description: str = ""
+    virtual: bool = Field(default=False, description="served by the virtual rig, no hardware")
+    untested_on_hardware: bool = False
+    control_rate_hz: float = Field(default=50.0, ge=1.0, le=1000.0)
+    safety: Safety = Safety()
+    arms: list[Arm] = Field(min_length=1)
+    cameras: list[Camera] = []
+
+    @model_validator(mode="after")
+    def _check(self) -> RigSpec:
+        names = [a.name for a in self.arms] + [c.name for c in self.cameras]
+        if len(set(names)) != len(names):
+            raise ValueError(f"arm and camera names must be unique: {names}")
+        by_name = {a.name: a for a in self.arms}
+        for arm in self.arms:
+            if arm.role != "follower":
+                continue
+            leader = by_name.get(arm.follows or "")
+            if leader is None or leader.role != "leader":
+                raise ValueError(
+                    f"follower {arm.name!r} follows {arm.follows!r}, which is not a leader arm"
+                )
+            if leader.joint_names != arm.joint_names:
+                raise ValueError(
+                    f"follower {arm.name!r} and leader {leader.name!r} must have the same joints "
+                    f"in the same order ({arm.joint_names} vs {leader.joint_names})"
+                )
+        if not self.virtual:
+            virtual_ports = [a.name for a in self.arms if a.port == "virtual"]
+            if virtual_ports:
+                raise ValueError(
+                    f"arms {virtual_ports} use port 'virtual' but the rig is not virtual"
+                )
+        return self
+
+    @property
+    def leaders(self) -> list[Arm]:
+        return [a for a in self.arms if a.role == "leader"]
+
+    @property
+    def followers(self) -> list[Arm]:
+        return [a for a in self.arms if a.role == "follower"]
+
+    def arm(self, name: str) -> Arm:
+        for a in self.arms:
+            if a.name == name:
+                return a
+        raise KeyError(name)
+
+
+class LoadedRig(_Strict):
+    """A validated spec together with where it came from and its exact bytes."""
+
+    spec: RigSpec
+    source: str
+    toml_text: str
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.toml_text.encode()).hexdigest()
+
+
+def preset_names() -> list[str]:
+    """Names of the rig presets shipped in the package."""
+    files = resources.files("rigs").joinpath("presets")
+    return sorted(p.name.removesuffix(".toml") for p in files.iterdir() if p.name.endswith(".toml"))
+
+
+def _format_loc(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def parse_rig(text: str, source: str) -> LoadedRig:
+    """Validate TOML text; ``source`` names it in error messages."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RigSpecError(f"{source}: not valid TOML ({exc}); fix the syntax") from None
+    try:
+        spec = RigSpec.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = _format_loc(err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        extra = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
+        raise RigSpecError(f"{source}: field '{field}': {msg}{extra}") from None
+    return LoadedRig(spec=spec, source=source, toml_text=text)
+
+
+def load_rig(name_or_path: str | Path) -> LoadedRig:
+    """Load a preset by name (``sim-bimanual``) or a rig file by path."""
+    ref = str(name_or_path)
+    path = Path(ref)
+    if ref.endswith(".toml") or path.exists() or "/" in ref:
+        if not path.is_file():
+            raise RigSpecError(
+                f"{ref}: no such rig file; pass a preset name ({', '.join(preset_names())}) or an existing .toml path"
+            )
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RigSpecError(f"{ref}: cannot read rig file ({exc})") from None
+        return parse_rig(text, str(path))
+    names = preset_names()
+    if ref not in names:
+        raise RigSpecError(
+            f"unknown rig preset {ref!r}; presets are: {', '.join(names)}, or pass a .toml path"
+        )
+    text = resources.files("rigs").joinpath("presets", f"{ref}.toml").read_text(encoding="utf-8")
+    return parse_rig(text, f"preset {ref}")

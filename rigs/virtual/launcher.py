@@ -1,0 +1,232 @@
+"""Start and stop the virtual rig's servo process from the app.
+
+:class:`VirtualRig` creates the shared world block, starts :mod:`rigs.virtual.server` in its
+own process (``spawn``, daemon), waits until every bus has its pseudo-terminal, and exposes
+``ports`` (arm name -> ``/dev/pts/N``) for the app's Dynamixel driver. Fault injection and
+inspection are forwarded to the process. ``close()`` always stops the process and unlinks the
+shared memory, also when the process has died, and it runs at interpreter exit if forgotten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing as mp
+import threading
+import time
+import weakref
+from multiprocessing.connection import Connection
+from typing import Any
+
+from rigs.dynamixel.control_table import HardwareError
+from rigs.spec import RigSpec
+from rigs.virtual import server
+from rigs.virtual.servo_chain import ServoState, TorqueWrite
+from rigs.virtual.world import SharedWorld, WorldLayout
+
+log = logging.getLogger(__name__)
+
+
+class VirtualRigError(RuntimeError):
+    """The virtual rig process did not start, died, or refused a request."""
+
+
+def _shutdown(proc: Any, conn: Connection, world: SharedWorld, lock: threading.Lock) -> None:
+    """Stop the process and release the shared memory; safe to call in any state."""
+    with lock:
+        if proc.is_alive():
+            try:
+                conn.send(("stop",))
+                if conn.poll(2.0):
+                    conn.recv()
+            except (OSError, EOFError):
+                pass
+            proc.join(2.0)
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(1.0)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(1.0)
+        with contextlib.suppress(OSError):
+            conn.close()
+        with contextlib.suppress(Exception):
+            proc.close()
+        with contextlib.suppress(FileNotFoundError):
+            world.close()
+
+
+class VirtualRig:
+    """The virtual servo chains of a rig, served from their own process.
+
+    Use as ``with VirtualRig(spec, seed) as rig: ...`` or ``rig.start()`` ... ``rig.close()``.
+    After ``start()``: ``ports`` maps each arm name to a pseudo-terminal path to open like a
+    serial port, ``world`` is the shared joint-truth block (``world_name`` its name).
+
+    Options: ``grasp_objects`` puts an object in each follower gripper while the operator
+    holds one (the gripper stalls on it); ``time_constant_s`` is the followers' tracking lag;
+    ``reboot_time_s`` is how long a rebooted servo stays silent.
+    """
+
+    def __init__(
+        self,
+        spec: RigSpec,
+        seed: int = 0,
+        *,
+        start_timeout_s: float = 20.0,
+        request_timeout_s: float = 5.0,
+        grasp_objects: bool = True,
+        time_constant_s: float = 0.045,
+        reboot_time_s: float = 0.05,
+    ) -> None:
+        self.spec = spec
+        self.seed = seed
+        self.start_timeout_s = start_timeout_s
+        self.request_timeout_s = request_timeout_s
+        self._options = {
+            "grasp_objects": grasp_objects,
+            "time_constant_s": time_constant_s,
+            "reboot_time_s": reboot_time_s,
+        }
+        self.ports: dict[str, str] = {}
+        self.world: SharedWorld | None = None
+        self._proc: Any = None
+        self._conn: Connection | None = None
+        self._lock = threading.Lock()
+        self._finalizer: weakref.finalize | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self) -> VirtualRig:
+        """Create the world, start the process and wait until its buses are served."""
+        if self._finalizer is not None and self._finalizer.alive:
+            return self
+        world = SharedWorld(WorldLayout.from_spec(self.spec), create=True)
+        ctx = mp.get_context("spawn")
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(
+            target=server.run,
+            args=(self.spec.model_dump(mode="json"), world.name, self.seed, child, self._options),
+            name=f"virtual-rig-{self.spec.id}",
+            daemon=True,
+        )
+        self.world = world
+        self._proc = proc
+        self._conn = parent
+        self._finalizer = weakref.finalize(self, _shutdown, proc, parent, world, self._lock)
+        try:
+            proc.start()
+            child.close()  # only the child holds it now, so its death shows as EOF here
+            self.ports = self._wait_ready()
+        except BaseException:
+            self.close()
+            raise
+        log.info("virtual rig %s up (pid %s): %s", self.spec.id, proc.pid, self.ports)
+        return self
+
+    def _wait_ready(self) -> dict[str, str]:
+        assert self._conn is not None
+        deadline = time.monotonic() + self.start_timeout_s
+        while time.monotonic() < deadline:
+            if self._conn.poll(0.05):
+                try:
+                    kind, payload = self._conn.recv()
+                except (EOFError, OSError):
+                    break
+                if kind == "ready":
+                    return dict(payload)
+                raise VirtualRigError(
+                    f"virtual rig {self.spec.id}: server failed to start: {payload}"
+                )
+            if not self._proc.is_alive():
+                break
+        code = self._proc.exitcode
+        raise VirtualRigError(
+            f"virtual rig {self.spec.id}: servo process "
+            + (f"exited with code {code}" if code is not None else "did not become ready")
+            + f" within {self.start_timeout_s:.0f} s; run with --debug for its log"
+        )
+
+    def close(self) -> None:
+        """Stop the process and unlink the shared memory (idempotent)."""
+        if self._finalizer is not None:
+            self._finalizer()
+        self.ports = {}
+
+    def __enter__(self) -> VirtualRig:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def is_alive(self) -> bool:
+        """Whether the servo process is running."""
+        return (
+            self._finalizer is not None
+            and self._finalizer.alive
+            and self._proc is not None
+            and self._proc.is_alive()
+        )
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None and self.is_alive else None
+
+    @property
+    def world_name(self) -> str:
+        """Name of the shared-memory block with every arm's true joint angles."""
+        if self.world is None:
+            raise VirtualRigError("virtual rig not started")
+        return self.world.name
+
+    # -- requests ---------------------------------------------------------------------------
+    def _request(self, *msg: Any) -> Any:
+        if not self.is_alive or self._conn is None:
+            raise VirtualRigError(f"virtual rig {self.spec.id} is not running")
+        with self._lock:
+            try:
+                self._conn.send(msg)
+                if not self._conn.poll(self.request_timeout_s):
+                    raise VirtualRigError(f"virtual rig {self.spec.id}: no answer to {msg[0]!r}")
+                kind, payload = self._conn.recv()
+            except (EOFError, OSError) as exc:
+                raise VirtualRigError(f"virtual rig {self.spec.id}: process gone ({exc})") from None
+        if kind != "ok":
+            raise VirtualRigError(f"virtual rig {self.spec.id}: {msg[0]} refused: {payload}")
+        return payload
+
+    def inject_bus_silent(self, arm: str, silent: bool = True) -> None:
+        """Make a whole bus stop answering (``silent=False`` restores it)."""
+        self._request("bus_silent", arm, silent)
+
+    def inject_motor_silent(self, arm: str, dxl_id: int, silent: bool = True) -> None:
+        """Make one motor absent: it neither acts on nor answers any instruction."""
+        self._request("motor_silent", arm, dxl_id, silent)
+
+    def inject_hardware_error(
+        self, arm: str, dxl_id: int, bits: int = int(HardwareError.OVERLOAD)
+    ) -> None:
+        """Set Hardware Error Status bits on a motor; it drops torque until rebooted."""
+        self._request("hardware_error", arm, dxl_id, int(bits))
+
+    def inject_latency(self, arm: str | None, seconds: float) -> None:
+        """Delay every reply on ``arm`` (all buses if None) by ``seconds``; 0 removes it."""
+        self._request("latency", arm, seconds)
+
+    def clear_faults(self, arm: str | None = None) -> None:
+        """Undo silence and latency (hardware errors need a REBOOT, as on real servos)."""
+        self._request("clear_faults", arm)
+
+    def torque_writes(self, arm: str) -> dict[int, list[TorqueWrite]]:
+        """Per motor id: the Torque Enable writes it received (monotonic ns, value), oldest first.
+
+        Times are ``time.monotonic_ns()`` of the servo process; the clock is system-wide, so
+        they compare directly with the app's own ``time.monotonic_ns()``.
+        """
+        raw = self._request("torque_log", arm)
+        return {int(i): [TorqueWrite(t, v) for t, v in log_] for i, log_ in raw.items()}
+
+    def servo_states(self, arm: str) -> dict[int, ServoState]:
+        """Per motor id: torque, mode, goal and present ticks, hardware error, counters."""
+        raw = self._request("states", arm)
+        return {int(i): ServoState(**s) for i, s in raw.items()}

@@ -1,0 +1,312 @@
+"""The virtual servo process: one pseudo-terminal per arm, every bus served from one loop.
+
+Each arm of the rig gets a :class:`~rigs.virtual.servo_chain.VirtualChain` behind a
+pseudo-terminal. The app opens the slave side (``/dev/pts/N``) with dynamixel_sdk exactly as
+it would open a U2D2; this process reads the master side, answers with status packets and
+advances the physics. Leaders are moved by a :class:`~rigs.virtual.operator.ScriptedOperator`;
+every arm's true joint angles go to the :class:`~rigs.virtual.world.SharedWorld` about every
+2 ms for the synthetic cameras.
+
+The process is started by :class:`rigs.virtual.launcher.VirtualRig` and controlled over a
+multiprocessing connection: every request ``(command, *args)`` gets one reply
+``("ok", payload)`` or ``("error", message)``. Commands: ``stop``, ``ping``,
+``bus_silent(arm, silent)``, ``motor_silent(arm, id, silent)``,
+``hardware_error(arm, id, bits)``, ``latency(arm | None, seconds)``,
+``clear_faults(arm | None)``, ``torque_log(arm)``, ``states(arm)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import logging
+import os
+import select
+import signal
+import time
+import tty
+from collections.abc import Callable
+from dataclasses import asdict
+from multiprocessing.connection import Connection
+from typing import Any
+
+import numpy as np
+
+from rigs.spec import Arm, RigSpec
+from rigs.virtual.operator import ScriptedOperator
+from rigs.virtual.servo_chain import VirtualChain, VirtualServo, chain_from_arm
+from rigs.virtual.world import SharedWorld, WorldLayout
+
+log = logging.getLogger(__name__)
+
+TICK_S = 0.002
+_READ_SIZE = 65536
+
+
+def _side_of(arm: Arm, index: int) -> str:
+    if "left" in arm.name:
+        return "left"
+    if "right" in arm.name:
+        return "right"
+    return "left" if index % 2 == 0 else "right"
+
+
+class _Bus:
+    """One arm: its chain, its pseudo-terminal and the servos whose angles are the world truth."""
+
+    def __init__(self, arm: Arm, chain: VirtualChain) -> None:
+        self.arm = arm
+        self.chain = chain
+        self.primaries: list[VirtualServo] = [chain.servo(j.id) for j in arm.joints]
+        self.master_fd, self.slave_fd = os.openpty()
+        # Raw mode: every byte passes unchanged (no echo, no CR/LF translation, no signals).
+        tty.setraw(self.slave_fd)
+        os.set_blocking(self.master_fd, False)
+        self.path = os.ttyname(self.slave_fd)
+        self.gripper: VirtualServo | None = None
+        if arm.gripper is not None:
+            self.gripper = chain.servo(next(j.id for j in arm.joints if j.name == arm.gripper))
+        self.object_source: Callable[[float], float | None] | None = None
+        self.dropped_bytes = 0
+
+    def angles(self) -> np.ndarray:
+        return np.fromiter((s.position_rad for s in self.primaries), float, len(self.primaries))
+
+    def send(self, data: bytes) -> None:
+        try:
+            n = os.write(self.master_fd, data)
+        except BlockingIOError:
+            n = 0  # nobody is reading the slave and its buffer is full
+        except OSError:
+            n = 0
+        self.dropped_bytes += len(data) - n
+
+    def close(self) -> None:
+        for fd in (self.master_fd, self.slave_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+class ServoServer:
+    """All buses of one rig, served from one ``select`` loop (see the module docstring)."""
+
+    def __init__(
+        self,
+        spec: RigSpec,
+        world_name: str | None,
+        seed: int = 0,
+        *,
+        grasp_objects: bool = True,
+        time_constant_s: float = 0.045,
+        reboot_time_s: float = 0.05,
+    ) -> None:
+        self.spec = spec
+        self.seed = seed
+        self.grasp_objects = grasp_objects
+        self.t0 = time.monotonic()
+        self.world = (
+            SharedWorld(WorldLayout.from_spec(spec), name=world_name) if world_name else None
+        )
+        self.operators: dict[str, ScriptedOperator] = {}
+        self.buses: dict[str, _Bus] = {}
+        self._by_fd: dict[int, _Bus] = {}
+        self._pending: list[tuple[float, int, int, bytes]] = []  # (due, seq, fd, bytes)
+        self._seq = 0
+        self._stop = False
+        try:
+            self._build(time_constant_s, reboot_time_s)
+        except BaseException:
+            self.close()
+            raise
+
+    def _build(self, time_constant_s: float, reboot_time_s: float) -> None:
+        spec, t0 = self.spec, self.t0
+        for index, arm in enumerate(spec.leaders):
+            self.operators[arm.name] = ScriptedOperator(arm, self.seed, _side_of(arm, index))
+        for arm in spec.arms:
+            if arm.role == "leader":
+                op = self.operators[arm.name]
+                initial = op.angles(0.0)
+            else:
+                op = self.operators[arm.follows or ""]
+                # A follower rests near, not exactly at, its leader's pose: the app must bring
+                # it over gently, as on a real rig.
+                rng = np.random.default_rng([self.seed, 7, len(self.buses)])
+                lo = np.array([j.min_rad for j in arm.joints])
+                hi = np.array([j.max_rad for j in arm.joints])
+                initial = np.clip(op.home_rad + rng.uniform(-0.08, 0.08, len(lo)), lo, hi)
+            chain = chain_from_arm(
+                arm, initial_rad=initial, seed=self.seed, now=t0, time_constant_s=time_constant_s
+            )
+            chain.reboot_time_s = reboot_time_s
+            bus = _Bus(arm, chain)
+            self.buses[arm.name] = bus
+            self._by_fd[bus.master_fd] = bus
+            if arm.role == "leader":
+                ids = [j.id for j in arm.joints]
+                chain.set_external_source(ids, lambda now, op=op: op.angles(now - t0))
+            elif self.grasp_objects and bus.gripper is not None:
+                bus.object_source = lambda now, op=op: op.object_rad(now - t0)
+        self._tick(time.monotonic())
+
+    @property
+    def ports(self) -> dict[str, str]:
+        """Arm name -> pseudo-terminal slave path to open like a serial port."""
+        return {name: bus.path for name, bus in self.buses.items()}
+
+    # -- loop -------------------------------------------------------------------------------
+    def _tick(self, now: float) -> None:
+        for name, bus in self.buses.items():
+            if bus.object_source is not None and bus.gripper is not None:
+                bus.gripper.block_below_rad = bus.object_source(now)
+            if now - bus.chain.last_step >= TICK_S / 2:  # requests step it too
+                bus.chain.step(now)
+            if self.world is not None:
+                self.world.write(name, bus.angles())
+
+    def _on_readable(self, bus: _Bus, now: float) -> None:
+        try:
+            data = os.read(bus.master_fd, _READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            return  # EIO while no client has the slave open; we hold it open, so rare
+        if not data:
+            return
+        reply = bus.chain.handle(data, now)
+        if not reply:
+            return
+        delay = bus.chain.last_delay_s
+        if delay > 0.0:
+            self._seq += 1
+            heapq.heappush(self._pending, (now + delay, self._seq, bus.master_fd, reply))
+        else:
+            bus.send(reply)
+
+    def serve(self, conn: Connection | None = None) -> None:
+        """Run until a ``stop`` request (or until the controlling end of ``conn`` goes away)."""
+        fds = list(self._by_fd)
+        conn_fd = conn.fileno() if conn is not None else -1
+        if conn is not None:
+            fds.append(conn_fd)
+        next_tick = time.monotonic() + TICK_S
+        while not self._stop:
+            now = time.monotonic()
+            wake = next_tick
+            if self._pending and self._pending[0][0] < wake:
+                wake = self._pending[0][0]
+            readable, _, _ = select.select(fds, [], [], max(0.0, wake - now))
+            now = time.monotonic()
+            for fd in readable:
+                if fd == conn_fd:
+                    assert conn is not None
+                    self._on_control(conn)
+                else:
+                    self._on_readable(self._by_fd[fd], now)
+            while self._pending and self._pending[0][0] <= now:
+                _, _, fd, reply = heapq.heappop(self._pending)
+                self._by_fd[fd].send(reply)
+            if now >= next_tick:
+                self._tick(now)
+                next_tick += TICK_S
+                if next_tick < now:
+                    next_tick = now + TICK_S  # fell behind (suspended?): do not burst
+
+    # -- control ----------------------------------------------------------------------------
+    def _on_control(self, conn: Connection) -> None:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            self._stop = True  # the app is gone: do not linger as an orphan
+            return
+        try:
+            payload = self.command(*msg)
+            reply: tuple[str, Any] = ("ok", payload)
+        except Exception as exc:  # reported to the caller, who raises it
+            reply = ("error", f"{type(exc).__name__}: {exc}")
+        with contextlib.suppress(OSError):
+            conn.send(reply)
+
+    def _chains(self, arm: str | None) -> list[VirtualChain]:
+        if arm is None:
+            return [b.chain for b in self.buses.values()]
+        if arm not in self.buses:
+            raise KeyError(f"no arm {arm!r}; arms are {', '.join(self.buses)}")
+        return [self.buses[arm].chain]
+
+    def command(self, name: str, *args: Any) -> Any:
+        """Execute one control command (see the module docstring)."""
+        if name == "stop":
+            self._stop = True
+        elif name == "ping":
+            return self.ports
+        elif name == "bus_silent":
+            arm, silent = args
+            for c in self._chains(arm):
+                c.set_silent(bool(silent))
+        elif name == "motor_silent":
+            arm, dxl_id, silent = args
+            self._chains(arm)[0].set_motor_silent(int(dxl_id), bool(silent))
+        elif name == "hardware_error":
+            arm, dxl_id, bits = args
+            chain = self._chains(arm)[0]
+            chain.step(time.monotonic())
+            chain.inject_hardware_error(int(dxl_id), int(bits))
+        elif name == "latency":
+            arm, seconds = args
+            for c in self._chains(arm):
+                c.set_latency(float(seconds))
+        elif name == "clear_faults":
+            (arm,) = args
+            for c in self._chains(arm):
+                c.clear_faults()
+        elif name == "torque_log":
+            (arm,) = args
+            chain = self._chains(arm)[0]
+            return {i: [(w.t_ns, w.value) for w in s.torque_log] for i, s in chain.servos.items()}
+        elif name == "states":
+            (arm,) = args
+            chain = self._chains(arm)[0]
+            chain.step(time.monotonic())
+            return {i: asdict(s.state()) for i, s in chain.servos.items()}
+        else:
+            raise ValueError(f"unknown command {name!r}")
+        return None
+
+    def close(self) -> None:
+        """Close every pseudo-terminal and detach from the shared world."""
+        for bus in self.buses.values():
+            bus.close()
+        self.buses.clear()
+        self._by_fd.clear()
+        if self.world is not None:
+            self.world.close()
+            self.world = None
+
+
+def run(
+    spec_data: dict[str, Any],
+    world_name: str | None,
+    seed: int,
+    conn: Connection,
+    options: dict[str, Any] | None = None,
+) -> None:
+    """Process entry point: build the server, report ``("ready", ports)``, serve until stopped."""
+    # Ctrl-C in a terminal reaches the whole process group; the servos must outlive it so the
+    # app can still switch torque off on its way out, as it would on real hardware.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    server: ServoServer | None = None
+    try:
+        spec = RigSpec.model_validate(spec_data)
+        server = ServoServer(spec, world_name, seed, **(options or {}))
+        conn.send(("ready", server.ports))
+        server.serve(conn)
+    except Exception as exc:
+        log.exception("virtual servo server failed")
+        with contextlib.suppress(OSError):
+            conn.send(("failed", f"{type(exc).__name__}: {exc}"))
+    finally:
+        if server is not None:
+            server.close()
+        with contextlib.suppress(OSError):
+            conn.close()

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Set up teleop on a fresh Debian machine (Python 3.11) and run it.
+#   bash setup.sh demo   install everything, record two episodes on the virtual rig, inspect one
+#   bash setup.sh test   install everything, then lint, check layers and run the test suite
+set -euo pipefail
+cd "$(dirname "$0")"
+
+need_python() {
+  if ! command -v python3 >/dev/null; then
+    echo "setup: python3 not found; install Python 3.11 (apt-get install python3 python3-venv)" >&2; exit 1
+  fi
+  python3 - <<'PY' || { echo "setup: Python 3.11 or newer is required" >&2; exit 1; }
+import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)
+PY
+}
+
+need_libusb() {
+  # pyrealsense2 links against the system libusb-1.0.
+  if ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0'; then return; fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing libusb-1.0-0 (needed by pyrealsense2)" >&2
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libusb-1.0-0 >/dev/null
+  else
+    echo "setup: missing libusb-1.0; run: sudo apt-get install libusb-1.0-0" >&2; exit 1
+  fi
+}
+
+install() {
+  need_python
+  need_libusb
+  if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv || { echo "setup: cannot create .venv; run: apt-get install python3-venv" >&2; exit 1; }
+  fi
+  # Reinstall only when the pinned set or the project metadata changed.
+  local stamp=.venv/.teleop-installed want
+  want=$(cat constraints.txt pyproject.toml | sha256sum | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
+    echo "$want" > "$stamp"
+  fi
+}
+
+case "${1:-}" in
+  demo)
+    install
+    session=$(.venv/bin/teleop record --rig sim-bimanual --operator demo --task pick_place \
+      --episodes 2 --seconds 10)
+    echo "recorded: $session"
+    .venv/bin/teleop inspect "$session/episode_0001.mcap"
+    ;;
+  test)
+    install
+    export QT_QPA_PLATFORM=offscreen
+    .venv/bin/ruff check .
+    .venv/bin/lint-imports
+    .venv/bin/pytest -q
+    ;;
+  *)
+    echo "usage: bash setup.sh demo|test" >&2; exit 2 ;;
+esac

@@ -1,0 +1,111 @@
+"""The headless command line: ``teleop record``, ``teleop inspect``, ``teleop bench``.
+
+Errors the user can fix print as one line, ``teleop: error: ...``, with exit status 2; a
+traceback only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from teleop import __version__
+
+EXIT_USAGE = 2
+
+
+def _record(args: argparse.Namespace) -> int:
+    from teleop.record_command import run_record
+
+    session_dir = run_record(
+        rig=args.rig,
+        operator=args.operator,
+        task=args.task,
+        episodes=args.episodes,
+        seconds=args.seconds,
+        data_dir=args.data_dir,
+        rate_hz=args.rate,
+        seed=args.seed,
+        progress=None if args.quiet else lambda line: print(line, file=sys.stderr),
+    )
+    print(session_dir)
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from teleop.inspect_command import render_inspect
+
+    print(render_inspect(args.file, as_json=args.json))
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from teleop.bench import run_bench_record
+
+    rates = [float(r) for r in args.rates.split(",")]
+    run_bench_record(rig=args.rig, seconds=args.seconds, rates=rates, out=print)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="teleop", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"teleop {__version__}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    r = sub.add_parser("record", help="record episodes on a rig and print the session directory")
+    r.add_argument("--rig", required=True, help="preset name (e.g. sim-bimanual) or rig .toml path")
+    r.add_argument("--operator", required=True, help="operator id")
+    r.add_argument("--task", required=True, help="task name")
+    r.add_argument("--episodes", type=int, default=1, help="number of episodes (default 1)")
+    r.add_argument("--seconds", type=float, default=10.0, help="seconds per episode (default 10)")
+    r.add_argument("--data-dir", help="data root (default $TELEOP_DATA_DIR or ./sessions)")
+    r.add_argument("--rate", type=float, help="control rate in Hz (default: the rig's)")
+    r.add_argument("--seed", type=int, default=0, help="virtual rig: scripted operator seed")
+    r.add_argument("--quiet", action="store_true", help="print only the session directory")
+    r.set_defaults(func=_record)
+
+    i = sub.add_parser(
+        "inspect", help="print an episode file's topics, rates, provenance and quality"
+    )
+    i.add_argument("file", help="episode .mcap file")
+    i.add_argument("--json", action="store_true", help="machine-readable output")
+    i.set_defaults(func=_inspect)
+
+    b = sub.add_parser("bench", help="benchmarks that print figures")
+    bsub = b.add_subparsers(dest="bench", required=True, metavar="BENCH")
+    br = bsub.add_parser("record", help="record on the virtual rig at several rates and report")
+    br.add_argument("--rig", default="sim-bimanual")
+    br.add_argument("--seconds", type=float, default=60.0)
+    br.add_argument("--rates", default="50,100,200", help="comma-separated control rates in Hz")
+    br.set_defaults(func=_bench)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if args.command == "record" and (args.episodes < 1 or args.seconds <= 0):
+        print("teleop: error: --episodes must be at least 1 and --seconds above 0", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("teleop: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one line for the user; --debug for the traceback
+        if args.debug:
+            raise
+        from teleop.user_errors import describe
+
+        print(f"teleop: error: {describe(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,157 @@
+"""What the writer learns about an episode while writing it, and the quality record from it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class CameraCounts:
+    written: int = 0
+    dropped: int = 0  # dropped by the recorder because the writer queue was full
+    device_gaps: int = 0  # frames missing in the device's own numbering
+    first_number: int | None = None
+    last_number: int | None = None
+    stamps_backwards: int = 0
+    last_stamp_ns: int = 0
+
+
+@dataclass
+class EpisodeStats:
+    """Accumulated by the writer thread (the only thread that touches it while recording)."""
+
+    requested_rate_hz: float
+    samples_written: int = 0
+    first_cycle: int | None = None
+    last_cycle: int | None = None
+    first_start_ns: int | None = None
+    last_start_ns: int | None = None
+    periods_ns: list[int] = field(default_factory=list)
+    joint_stamps_backwards: int = 0
+    cameras: dict[str, CameraCounts] = field(default_factory=dict)
+    bytes_written: int = 0
+
+    def camera(self, name: str) -> CameraCounts:
+        if name not in self.cameras:
+            self.cameras[name] = CameraCounts()
+        return self.cameras[name]
+
+    def add_sample(self, cycle: int, start_ns: int, period_ns: int) -> None:
+        if self.first_cycle is None:
+            self.first_cycle, self.first_start_ns = cycle, start_ns
+        elif period_ns:
+            self.periods_ns.append(period_ns)
+        if self.last_start_ns is not None and start_ns < self.last_start_ns:
+            self.joint_stamps_backwards += 1
+        self.last_cycle, self.last_start_ns = cycle, start_ns
+        self.samples_written += 1
+
+    def add_frame(self, camera: str, number: int, stamp_ns: int) -> None:
+        c = self.camera(camera)
+        if c.first_number is None:
+            c.first_number = number
+        elif c.last_number is not None and number > c.last_number + 1:
+            c.device_gaps += number - c.last_number - 1
+        if stamp_ns < c.last_stamp_ns:
+            c.stamps_backwards += 1
+        c.last_stamp_ns = stamp_ns
+        c.last_number = number
+        c.written += 1
+
+    # -- summary --------------------------------------------------------------------------
+    @property
+    def samples_lost(self) -> int:
+        if self.first_cycle is None or self.last_cycle is None:
+            return 0
+        return (self.last_cycle - self.first_cycle + 1) - self.samples_written
+
+    @property
+    def duration_s(self) -> float:
+        if self.first_start_ns is None or self.last_start_ns is None:
+            return 0.0
+        return (self.last_start_ns - self.first_start_ns) / 1e9
+
+    def achieved_rate_hz(self) -> float:
+        if self.samples_written < 2 or self.duration_s <= 0:
+            return 0.0
+        return (self.samples_written - 1) / self.duration_s
+
+    def period_error_ms(self) -> dict[str, float]:
+        if not self.periods_ns:
+            return {"p50": 0.0, "p99": 0.0, "max": 0.0}
+        nominal = 1e9 / self.requested_rate_hz
+        err = np.abs(np.asarray(self.periods_ns, dtype=np.float64) - nominal) / 1e6
+        return {
+            "p50": float(np.percentile(err, 50)),
+            "p99": float(np.percentile(err, 99)),
+            "max": float(err.max()),
+        }
+
+    def jitter_ms(self) -> float:
+        if len(self.periods_ns) < 2:
+            return 0.0
+        return float(np.std(np.asarray(self.periods_ns, dtype=np.float64)) / 1e6)
+
+
+@dataclass(frozen=True)
+class QualityThresholds:
+    """Limits outside which an episode is flagged (the rig spec will carry these later)."""
+
+    min_rate_fraction: float = 0.99
+    max_p99_period_error_ms: float = 2.0
+
+
+def quality_record(
+    stats: EpisodeStats,
+    *,
+    overruns: int,
+    bus_retries: int,
+    bus_failed_reads: int,
+    clamp_hits: int,
+    thresholds: QualityThresholds = QualityThresholds(),
+) -> dict[str, object]:
+    """The episode's quality record (numbers and flags); stored in the MCAP and session.json."""
+    rate = stats.achieved_rate_hz()
+    perr = stats.period_error_ms()
+    flags: list[str] = []
+    if rate < thresholds.min_rate_fraction * stats.requested_rate_hz:
+        flags.append(
+            f"rate_low: {rate:.1f} Hz achieved of {stats.requested_rate_hz:g} Hz requested"
+        )
+    if perr["p99"] > thresholds.max_p99_period_error_ms:
+        flags.append(f"jitter_high: p99 period error {perr['p99']:.2f} ms")
+    if stats.samples_lost:
+        flags.append(f"samples_lost: {stats.samples_lost}")
+    if stats.joint_stamps_backwards:
+        flags.append(f"stamps_backwards: joint x{stats.joint_stamps_backwards}")
+    cams: dict[str, dict[str, int]] = {}
+    for name, c in sorted(stats.cameras.items()):
+        cams[name] = {
+            "written": c.written,
+            "dropped": c.dropped,
+            "device_gaps": c.device_gaps,
+            "stamps_backwards": c.stamps_backwards,
+        }
+        if c.dropped:
+            flags.append(f"frames_dropped: {name} x{c.dropped}")
+        if c.device_gaps:
+            flags.append(f"frames_missing: {name} x{c.device_gaps}")
+    if bus_failed_reads:
+        flags.append(f"bus_errors: {bus_failed_reads} failed reads")
+    return {
+        "requested_rate_hz": stats.requested_rate_hz,
+        "achieved_rate_hz": round(rate, 3),
+        "duration_s": round(stats.duration_s, 3),
+        "period_error_ms": {k: round(v, 4) for k, v in perr.items()},
+        "jitter_ms": round(stats.jitter_ms(), 4),
+        "overruns": overruns,
+        "joint_samples": stats.samples_written,
+        "joint_samples_lost": stats.samples_lost,
+        "cameras": cams,
+        "bus_retries": bus_retries,
+        "bus_failed_reads": bus_failed_reads,
+        "clamp_hits": clamp_hits,
+        "flags": flags,
+    }

@@ -1,0 +1,265 @@
+"""Records episodes from an opened rig into a session.
+
+Streams (control loop, cameras) run for the whole session; an episode is the span during
+which their output is routed to an episode writer. Each episode file gets provenance metadata
+and the rig spec at start, a quality record at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from calibration.mapping import JointMapping
+from rigs.dynamixel.bus import BusError
+from teleop.clock import SessionClock, iso_utc
+from teleop.control.loop import ControlLoop, ControlSample
+from teleop.episode.writer import EpisodeWriter
+from teleop.recording.capture import CaptureThread, EncodedFrame
+from teleop.recording.provenance import host, software
+from teleop.recording.quality import quality_record
+from teleop.recording.writer_thread import DiagnosticStatus, EpisodeWriterThread, metadata_values
+from teleop.rig_runtime import RigRuntime
+from teleop.session import Session
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _OpenEpisode:
+    index: int
+    path: Path
+    writer: EpisodeWriter
+    thread: EpisodeWriterThread
+    start_utc_ns: int
+    counters_before: dict[str, int]
+
+
+@dataclass(frozen=True)
+class EpisodeResult:
+    index: int
+    path: Path
+    quality: dict[str, object]
+
+
+class Recorder:
+    """Owns the control loop and capture threads of one session on one opened rig."""
+
+    def __init__(
+        self,
+        runtime: RigRuntime,
+        session: Session,
+        clock: SessionClock,
+        *,
+        rate_hz: float | None = None,
+    ):
+        self.runtime = runtime
+        self.session = session
+        self.clock = clock
+        spec = runtime.spec
+        self.rate_hz = rate_hz or spec.control_rate_hz
+        mappings = {
+            f.name: JointMapping.identity(f.follows or "", f.name, len(f.joints))
+            for f in spec.followers
+        }
+        self.loop = ControlLoop(spec, runtime.buses, mappings, self.rate_hz, self._on_sample)
+        self.captures = {
+            name: CaptureThread(cam, self._on_frame) for name, cam in runtime.cameras.items()
+        }
+        self._active: EpisodeWriterThread | None = None
+        self._episode: _OpenEpisode | None = None
+        self._intrinsics = {name: cam.intrinsics() for name, cam in runtime.cameras.items()}
+
+    # -- streams --------------------------------------------------------------------------
+    def _on_sample(self, sample: ControlSample) -> None:
+        active = self._active
+        if active is not None:
+            active.put_sample(sample)
+
+    def _on_frame(self, frame: EncodedFrame) -> None:
+        active = self._active
+        if active is not None:
+            active.put_frame(frame)
+
+    def start(self) -> None:
+        """Start the control loop and the cameras (nothing is recorded until start_episode)."""
+        self.loop.start()
+        for cap in self.captures.values():
+            cap.start()
+
+    def stop(self) -> None:
+        if self._active is not None:
+            self.stop_episode()
+        self.loop.stop()
+        for cap in self.captures.values():
+            cap.stop()
+
+    @property
+    def fault(self) -> BusError | None:
+        return self.loop.fault
+
+    # -- episodes -------------------------------------------------------------------------
+    def _counters(self) -> dict[str, int]:
+        buses = self.runtime.buses.values()
+        return {
+            "overruns": self.loop.stats.overruns,
+            "bus_retries": sum(b.stats.read_retries for b in buses),
+            "bus_failed_reads": sum(b.stats.failed_reads for b in buses),
+            "clamp_hits": sum(c.limit_hits + c.step_hits for c in self.loop.clamps.values()),
+        }
+
+    def _diagnostics(self) -> list[DiagnosticStatus]:
+        statuses: list[DiagnosticStatus] = []
+        st = self.loop.stats
+        statuses.append(
+            (
+                0,
+                "control/loop",
+                "ok",
+                "",
+                {
+                    "rate_hz": f"{self.rate_hz:g}",
+                    "cycles": str(st.cycles),
+                    "overruns": str(st.overruns),
+                },
+            )
+        )
+        for name, bus in self.runtime.buses.items():
+            s = bus.stats
+            level = 1 if s.failed_reads else 0
+            statuses.append(
+                (
+                    level,
+                    f"bus/{name}",
+                    "ok" if not level else "read failures",
+                    bus.arm.port,
+                    {
+                        "reads": str(s.reads),
+                        "retries": str(s.read_retries),
+                        "failed_reads": str(s.failed_reads),
+                        "failed_writes": str(s.failed_writes),
+                    },
+                )
+            )
+        active = self._active
+        for name, cap in self.captures.items():
+            dropped = active.stats.camera(name).dropped if active else 0
+            level = 2 if cap.error else (1 if dropped else 0)
+            msg = str(cap.error) if cap.error else ("frames dropped" if dropped else "ok")
+            statuses.append(
+                (
+                    level,
+                    f"camera/{name}",
+                    msg,
+                    cap.camera.info().serial,
+                    {
+                        "captured": str(cap.stats.captured),
+                        "device_gaps": str(cap.stats.frame_gaps),
+                        "dropped": str(dropped),
+                    },
+                )
+            )
+        return statuses
+
+    def _provenance(self, index: int, start_utc_ns: int) -> dict[str, str]:
+        spec = self.runtime.spec
+        loaded = self.runtime.loaded
+        m = self.session.manifest
+        return {
+            "session_id": self.session.id,
+            "episode_id": f"{self.session.id}/episode_{index:04d}",
+            "episode_index": str(index),
+            "operator": m["operator"],
+            "task": m["task"],
+            "rig_id": spec.id,
+            "rig_source": loaded.source,
+            "rig_sha256": loaded.sha256,
+            "rig_virtual": str(spec.virtual).lower(),
+            "control_rate_hz": f"{self.rate_hz:g}",
+            "calibration": "none: identity leader-to-follower mapping",
+            "host": host(),
+            "start_utc": iso_utc(start_utc_ns),
+            "start_utc_ns": str(start_utc_ns),
+            "clock_offset_ns": str(self.clock.offset_ns),
+            "clock_uncertainty_ns": str(self.clock.uncertainty_ns),
+            **software(),
+        }
+
+    def _hardware(self) -> dict[str, str]:
+        info: dict[str, str] = {}
+        for name, bus in self.runtime.buses.items():
+            for k, v in bus.hardware_info().items():
+                info[f"{name}.{k}"] = v
+        for name, cam in self.runtime.cameras.items():
+            ci = cam.info()
+            info[f"{name}.driver"] = ci.driver
+            info[f"{name}.model"] = ci.model
+            info[f"{name}.serial"] = ci.serial
+            info[f"{name}.firmware"] = ci.firmware
+        return info
+
+    def start_episode(self) -> Path:
+        """Open the next episode file and start routing streams into it."""
+        if self._active is not None:
+            raise RuntimeError("an episode is already recording")
+        if self.loop.fault is not None:
+            raise self.loop.fault
+        index, path = self.session.next_episode()
+        start_utc = self.clock.now_utc_ns()
+        writer = EpisodeWriter(path)
+        writer.add_metadata("provenance", self._provenance(index, start_utc))
+        writer.add_metadata("hardware", self._hardware())
+        writer.add_attachment(
+            "rig.toml", "application/toml", self.runtime.loaded.toml_text.encode(), start_utc
+        )
+        writer.flush_to_disk()
+        thread = EpisodeWriterThread(
+            writer, self.runtime.spec, self.clock, self._intrinsics, self._diagnostics
+        )
+        thread.set_rate(self.rate_hz)
+        thread.event("start", f"episode {index}")
+        self._episode = _OpenEpisode(index, path, writer, thread, start_utc, self._counters())
+        thread.start()
+        self._active = thread
+        log.info("recording episode %d to %s", index, path)
+        return path
+
+    def stop_episode(self) -> EpisodeResult:
+        """Stop routing, drain, write the quality record and close the file."""
+        ep = self._episode
+        if self._active is None or ep is None:
+            raise RuntimeError("no episode is recording")
+        ep.thread.event("stop", "fault" if self.loop.fault else "")
+        self._active = None
+        self._episode = None
+        ep.thread.close()
+        after = self._counters()
+        delta = {k: after[k] - ep.counters_before[k] for k in after}
+        thread, writer, path, index = ep.thread, ep.writer, ep.path, ep.index
+        quality = quality_record(thread.stats, **delta)
+        if self.loop.fault is not None:
+            quality["flags"] = [*quality["flags"], f"fault: {self.loop.fault}"]  # type: ignore[misc]
+        writer.add_metadata("quality", metadata_values(quality))
+        writer.finish()
+        self.session.add_episode(
+            {
+                "index": index,
+                "file": path.name,
+                "status": "kept",
+                "start_utc": iso_utc(ep.start_utc_ns),
+                "duration_s": quality["duration_s"],
+                "bytes": path.stat().st_size,
+                "quality": quality,
+            }
+        )
+        return EpisodeResult(index, path, quality)
+
+    def record_episode(self, seconds: float) -> EpisodeResult:
+        """Record one episode of ``seconds`` (stops early if the control loop faults)."""
+        self.start_episode()
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and self.loop.fault is None:
+            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+        return self.stop_episode()

@@ -1,0 +1,162 @@
+"""The synthetic camera: paced like a device, stamped by its own clock, rendering the world."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from rigs.cameras.base import CameraError, driver_for
+from rigs.cameras.synthetic import MODEL, SyntheticCamera, synthetic_serial
+from rigs.spec import load_rig
+from rigs.virtual.renderer import Renderer
+from rigs.virtual.world import SharedWorld, WorldLayout
+
+RIG = load_rig("sim-bimanual").spec
+
+
+@pytest.fixture
+def world():
+    w = SharedWorld(WorldLayout.from_spec(RIG), create=True)
+    w.write("left_follower", np.array([0.2, 0.3, 0.2, 0.0, 0.8, 0.0, 1.0]))
+    w.write("right_follower", np.array([-0.2, 0.4, 0.2, 0.0, 0.7, 0.0, 0.3]))
+    yield w
+    w.close()
+
+
+def camera_spec(name: str = "overhead", **changes):
+    spec = next(c for c in RIG.cameras if c.name == name)
+    return spec.model_copy(update=changes)
+
+
+def make(world, name: str = "overhead", **changes) -> SyntheticCamera:
+    return SyntheticCamera(camera_spec(name, **changes), rig=RIG, world=world)
+
+
+def test_registered_under_its_rig_file_name():
+    assert driver_for("synthetic") is SyntheticCamera
+
+
+def test_paced_at_fps_with_increasing_numbers_and_stamps(world):
+    cam = make(world, fps=30, width=160, height=120)
+    frames = []
+    with cam:
+        t_end = time.monotonic() + 1.0
+        while time.monotonic() < t_end:
+            frames.append(cam.read(timeout_s=1.0))
+    assert 24 <= len(frames) <= 32  # loose: shared CI machines stall now and then
+    numbers = [f.frame_number for f in frames]
+    assert numbers[0] == 0 and all(b > a for a, b in zip(numbers, numbers[1:], strict=False))
+    for key in ("device_stamp_ns", "capture_stamp_ns", "receipt_stamp_ns"):
+        stamps = [getattr(f, key) for f in frames]
+        assert all(b > a for a, b in zip(stamps, stamps[1:], strict=False)), key
+    for f in frames:
+        assert f.receipt_stamp_ns >= f.capture_stamp_ns
+        assert f.color.shape == (120, 160, 3) and f.depth is None
+    # Capture stamps sit on the device's schedule: whole periods apart, no accumulated drift.
+    period = round(1e9 / 30)
+    for a, b in zip(frames, frames[1:], strict=False):
+        assert b.capture_stamp_ns - a.capture_stamp_ns == (b.frame_number - a.frame_number) * period
+
+
+def test_device_clock_has_its_own_epoch_and_runs_slightly_fast(world):
+    cam = make(world, fps=60, width=64, height=48)
+    with cam:
+        first = cam.read()
+        time.sleep(0.3)
+        last = cam.read()
+    assert abs(first.device_stamp_ns - first.capture_stamp_ns) > 1_000_000, "not the host clock"
+    host = last.capture_stamp_ns - first.capture_stamp_ns
+    device = last.device_stamp_ns - first.device_stamp_ns
+    assert device - host == pytest.approx(host * 20e-6, abs=2)  # 20 ppm
+
+
+def test_a_late_reader_sees_the_frame_number_jump(world):
+    cam = make(world, fps=50, width=64, height=48)
+    with cam:
+        a = cam.read()
+        time.sleep(0.25)  # about 12 periods
+        b = cam.read()
+        c = cam.read()
+    assert b.frame_number - a.frame_number >= 8
+    assert c.frame_number == b.frame_number + 1
+    assert cam.frames_skipped >= 7
+    assert cam.frames_delivered == 3
+
+
+def test_depth_when_the_spec_asks_for_it_matches_the_renderer(world):
+    cam = make(world, depth=True, width=160, height=120)
+    with cam:
+        frame = cam.read()
+    assert frame.depth is not None and frame.depth.dtype == np.uint16
+    angles = {name: world.read(name) for name in ("left_follower", "right_follower")}
+    color, depth = Renderer(RIG, "overhead", 160, 120).render(
+        angles, frame.frame_number, frame.device_stamp_ns
+    )
+    assert np.array_equal(frame.depth, depth)
+    assert np.array_equal(frame.color, color)
+
+
+def test_frames_follow_the_world(world):
+    cam = make(world, "left_wrist", width=160, height=120)
+    with cam:
+        before = cam.read().color
+        world.write("left_follower", np.array([0.2, 0.3, 0.2, 0.0, 0.8, 0.0, -0.6]))
+        after = cam.read().color
+    assert not np.array_equal(before[60:], after[60:]), "the gripper closed"
+
+
+def test_read_after_disconnect_raises_naming_the_camera(world):
+    cam = make(world, "low", width=64, height=48)
+    cam.connect()
+    assert cam.is_connected
+    cam.read()
+    cam.disconnect()
+    assert not cam.is_connected
+    with pytest.raises(CameraError, match="'low'"):
+        cam.read()
+
+
+def test_read_before_connect_raises(world):
+    with pytest.raises(CameraError, match="overhead"):
+        make(world).read()
+
+
+def test_disconnect_wakes_a_waiting_reader(world):
+    cam = make(world, fps=1, width=64, height=48)
+    cam.connect()
+    threading.Timer(0.1, cam.disconnect).start()
+    t0 = time.monotonic()
+    with pytest.raises(CameraError, match="disconnected"):
+        cam.read(timeout_s=5.0)
+    assert time.monotonic() - t0 < 2.0
+
+
+def test_read_times_out_when_no_frame_is_due_in_time(world):
+    cam = make(world, fps=1, width=64, height=48)
+    with cam, pytest.raises(CameraError, match="no frame within"):
+        cam.read(timeout_s=0.05)
+
+
+def test_info_and_intrinsics(world):
+    cam = make(world, "right_wrist")
+    before = cam.intrinsics()
+    info = cam.info()
+    assert info.driver == "synthetic" and info.model == MODEL
+    assert (
+        info.serial == synthetic_serial("right_wrist") == make(world, "right_wrist").info().serial
+    )
+    assert info.serial != synthetic_serial("left_wrist")
+    assert info.firmware == "0.1.0"
+    assert info.extra["view"] == "right_wrist"
+    with cam:
+        k = cam.intrinsics()
+    assert k == before and (k.width, k.height) == (640, 480) and k.fx > 0
+
+
+def test_a_camera_without_a_view_is_refused(world):
+    spec = camera_spec().model_copy(update={"name": "side", "view": None})
+    with pytest.raises(CameraError, match="'side'.*view"):
+        SyntheticCamera(spec, rig=RIG, world=world)

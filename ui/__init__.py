@@ -1,0 +1,1 @@
+"""The Qt application ``teleop-gui`` (the only package that imports Qt)."""
