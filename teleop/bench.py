@@ -5,7 +5,6 @@ A benchmark, not a test: it prints what it measured and asserts nothing.
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import threading
 import time
@@ -15,10 +14,9 @@ from pathlib import Path
 import psutil
 
 from rigs.spec import load_rig
-from teleop.clock import SessionClock, iso_utc
-from teleop.recording.recorder import Recorder
+from teleop.clock import iso_utc
+from teleop.record_command import start_session
 from teleop.rig_runtime import RigRuntime
-from teleop.session import Session
 
 
 class _Sampler:
@@ -60,20 +58,12 @@ def _cpu_seconds(procs: list[psutil.Process]) -> float:
 def bench_one(rig: str, rate_hz: float, seconds: float, data_root: Path) -> dict[str, object]:
     loaded = load_rig(rig)
     with RigRuntime(loaded) as runtime:
-        clock = SessionClock.measure()
-        session = Session.create(
-            data_root,
-            operator="bench",
-            task="bench",
-            rig_id=loaded.spec.id,
-            rig_sha256=loaded.sha256,
-            started_utc=iso_utc(clock.now_utc_ns()),
+        recorder, session = start_session(
+            runtime, data_root, operator="bench", task="bench", rate_hz=rate_hz
         )
-        sys.setswitchinterval(0.0005)
-        recorder = Recorder(runtime, session, clock, rate_hz=rate_hz)
+        clock = recorder.clock
         me = psutil.Process()
         procs = [me, *me.children(recursive=True)]
-        recorder.start()
         try:
             time.sleep(1.0)
             with _Sampler() as sampler:

@@ -26,6 +26,35 @@ def _terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def start_session(
+    runtime: RigRuntime, data_root: Path, *, operator: str, task: str, rate_hz: float | None
+) -> tuple[Recorder, Session]:
+    """Start the control loop and cameras, then create the session folder.
+
+    Bus problems (missing port, motor not answering, wrong model) raise before the session
+    folder exists, so a failed start leaves nothing behind.
+    """
+    clock = SessionClock.measure()
+    # Short switch interval: threads that wake from I/O get the GIL back promptly.
+    sys.setswitchinterval(0.0005)
+    recorder = Recorder(runtime, clock, rate_hz=rate_hz)
+    recorder.start()
+    try:
+        session = Session.create(
+            data_root,
+            operator=operator,
+            task=task,
+            rig_id=runtime.spec.id,
+            rig_sha256=runtime.loaded.sha256,
+            started_utc=iso_utc(clock.now_utc_ns()),
+        )
+    except BaseException:
+        recorder.stop()
+        raise
+    recorder.session = session
+    return recorder, session
+
+
 def run_record(
     *,
     rig: str,
@@ -47,20 +76,11 @@ def run_record(
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         with RigRuntime(loaded, seed=seed) as runtime:
-            clock = SessionClock.measure()
-            session = Session.create(
-                data_root,
-                operator=operator,
-                task=task,
-                rig_id=loaded.spec.id,
-                rig_sha256=loaded.sha256,
-                started_utc=iso_utc(clock.now_utc_ns()),
+            recorder, session = start_session(
+                runtime, data_root, operator=operator, task=task, rate_hz=rate_hz
             )
+            clock = recorder.clock
             say(f"session {session.root}")
-            # Short switch interval: the control thread gets the GIL back soon after it wakes.
-            sys.setswitchinterval(0.0005)
-            recorder = Recorder(runtime, session, clock, rate_hz=rate_hz)
-            recorder.start()
             try:
                 time.sleep(WARMUP_S)
                 for _ in range(episodes):

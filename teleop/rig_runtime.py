@@ -1,7 +1,8 @@
-"""Bring a rig up and down: the virtual rig if the spec says so, buses, cameras.
+"""Bring a rig up and down: the virtual rig if the spec says so, and the cameras.
 
-One object owns every device of a rig for the life of a session; ``close()`` releases them in
-reverse order even after a partial open, so a failed start never leaves a port held.
+The buses are opened by the control process (teleop.control.process), which owns them; this
+object resolves their ports. ``close()`` releases everything in reverse order even after a
+partial open, so a failed start never leaves a device held.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from typing import Any
 
 import rigs.cameras.synthetic  # noqa: F401  (registers the "synthetic" driver)
 from rigs.cameras.base import Camera, driver_for
-from rigs.dynamixel.bus import DynamixelBus
 from rigs.spec import LoadedRig, RigSpec
 from rigs.virtual.launcher import VirtualRig
 
@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 
 class RigRuntime:
-    """The opened devices of one rig: ``buses`` by arm name, ``cameras`` by camera name."""
+    """The opened devices of one rig: ``ports`` by arm name, ``cameras`` by camera name."""
 
     def __init__(self, loaded: LoadedRig, *, seed: int = 0, with_cameras: bool = True):
         self.loaded = loaded
@@ -28,7 +28,7 @@ class RigRuntime:
         self.seed = seed
         self.with_cameras = with_cameras
         self.virtual: VirtualRig | None = None
-        self.buses: dict[str, DynamixelBus] = {}
+        self.ports: dict[str, str] = {}
         self.cameras: dict[str, Camera] = {}
         self._stack = ExitStack()
 
@@ -51,15 +51,9 @@ class RigRuntime:
         for arm in spec.arms:
             if arm.port == "virtual":
                 assert self.virtual is not None
-                arm = arm.model_copy(update={"port": self.virtual.ports[arm.name]})
-            bus = DynamixelBus(arm)
-            bus.connect()
-            self._stack.callback(bus.disconnect)
-            self.buses[arm.name] = bus
-        for arm in spec.leaders:
-            self.buses[arm.name].configure_leader()
-        for arm in spec.followers:
-            self.buses[arm.name].configure_follower()
+                self.ports[arm.name] = self.virtual.ports[arm.name]
+            else:
+                self.ports[arm.name] = arm.port
         if self.with_cameras:
             for cam_spec in spec.cameras:
                 camera = driver_for(cam_spec.driver)(cam_spec, **resources)
@@ -69,7 +63,7 @@ class RigRuntime:
 
     def close(self) -> None:
         self._stack.close()
-        self.buses.clear()
+        self.ports.clear()
         self.cameras.clear()
 
     def __enter__(self) -> RigRuntime:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import struct
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +61,21 @@ class _PortHandler(sdk.PortHandler):
     def setPacketTimeout(self, packet_length: int) -> None:  # noqa: N802 (SDK name)
         self.packet_start_time = self.getCurrentTime()
         self.packet_timeout = self.tx_time_per_byte * packet_length + 2.0 * self.latency_ms + 2.0
+
+    def getCurrentTime(self) -> float:  # noqa: N802 (SDK name)
+        # Milliseconds on the monotonic clock: a wall-clock step must not fake a timeout.
+        return time.monotonic_ns() / 1e6
+
+    def readPort(self, length: int) -> bytes:  # noqa: N802 (SDK name)
+        # The SDK polls a non-blocking port in a tight loop while it waits for a reply, which
+        # burns a core and starves the other threads of the GIL. Wait in the kernel instead,
+        # until bytes arrive or the packet timeout ends.
+        fd = self.ser.fd
+        remaining_s = (self.packet_timeout - self.getTimeSinceStart()) / 1000.0
+        ready, _, _ = select.select([fd], [], [], max(0.0, remaining_s))
+        if not ready:
+            return b""
+        return os.read(fd, length)
 
 
 @dataclass

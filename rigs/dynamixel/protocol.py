@@ -160,6 +160,7 @@ class Packet:
 
     @property
     def is_status(self) -> bool:
+        """Whether this is a status packet (a reply from a device)."""
         return self.instruction == STATUS
 
     @property

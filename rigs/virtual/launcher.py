@@ -170,6 +170,7 @@ class VirtualRig:
 
     @property
     def pid(self) -> int | None:
+        """Process id of the running servo process (None when not running)."""
         return self._proc.pid if self._proc is not None and self.is_alive else None
 
     @property

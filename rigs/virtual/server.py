@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from rigs.realtime import raise_priority
 from rigs.spec import Arm, RigSpec
 from rigs.virtual.operator import ScriptedOperator
 from rigs.virtual.servo_chain import VirtualChain, VirtualServo, chain_from_arm
@@ -67,12 +68,15 @@ class _Bus:
         if arm.gripper is not None:
             self.gripper = chain.servo(next(j.id for j in arm.joints if j.name == arm.gripper))
         self.object_source: Callable[[float], float | None] | None = None
+        self.truth_source: Callable[[float], np.ndarray] | None = None
         self.dropped_bytes = 0
 
     def angles(self) -> np.ndarray:
+        """True joint angles of the arm (primaries, in joint order), radians."""
         return np.fromiter((s.position_rad for s in self.primaries), float, len(self.primaries))
 
     def send(self, data: bytes) -> None:
+        """Put reply bytes on the wire; dropped if no client drains the terminal."""
         try:
             n = os.write(self.master_fd, data)
         except BlockingIOError:
@@ -82,6 +86,7 @@ class _Bus:
         self.dropped_bytes += len(data) - n
 
     def close(self) -> None:
+        """Close both ends of the pseudo-terminal."""
         for fd in (self.master_fd, self.slave_fd):
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -144,7 +149,8 @@ class ServoServer:
             self._by_fd[bus.master_fd] = bus
             if arm.role == "leader":
                 ids = [j.id for j in arm.joints]
-                chain.set_external_source(ids, lambda now, op=op: op.angles(now - t0))
+                bus.truth_source = lambda now, op=op: op.angles(now - t0)
+                chain.set_external_source(ids, bus.truth_source)
             elif self.grasp_objects and bus.gripper is not None:
                 bus.object_source = lambda now, op=op: op.object_rad(now - t0)
         self._tick(time.monotonic())
@@ -157,12 +163,18 @@ class ServoServer:
     # -- loop -------------------------------------------------------------------------------
     def _tick(self, now: float) -> None:
         for name, bus in self.buses.items():
-            if bus.object_source is not None and bus.gripper is not None:
-                bus.gripper.block_below_rad = bus.object_source(now)
-            if now - bus.chain.last_step >= TICK_S / 2:  # requests step it too
-                bus.chain.step(now)
+            if bus.truth_source is not None:
+                # A leader is where the operator's hand puts it; its servos catch up lazily
+                # when the app reads them, so the tick need not step them.
+                truth = bus.truth_source(now)
+            else:
+                if bus.object_source is not None and bus.gripper is not None:
+                    bus.gripper.block_below_rad = bus.object_source(now)
+                if now - bus.chain.last_step >= TICK_S / 2:  # requests step it too
+                    bus.chain.step(now)
+                truth = bus.angles()
             if self.world is not None:
-                self.world.write(name, bus.angles())
+                self.world.write(name, truth)
 
     def _on_readable(self, bus: _Bus, now: float) -> None:
         try:
@@ -295,6 +307,8 @@ def run(
     # Ctrl-C in a terminal reaches the whole process group; the servos must outlive it so the
     # app can still switch torque off on its way out, as it would on real hardware.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Real servos answer in microseconds whatever the host is doing; keep the stand-in prompt.
+    raise_priority()
     server: ServoServer | None = None
     try:
         spec = RigSpec.model_validate(spec_data)

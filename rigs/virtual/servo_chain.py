@@ -349,6 +349,7 @@ class VirtualServo:
 
     @property
     def goal_ticks(self) -> int:
+        """Goal Position as the register holds it."""
         return self._goal_reg
 
     def state(self) -> ServoState:
@@ -730,6 +731,7 @@ class VirtualChain:
         return dict(self._by_id)
 
     def servo(self, dxl_id: int) -> VirtualServo:
+        """The servo that has id ``dxl_id`` now (KeyError if none)."""
         return self._by_id[dxl_id]
 
     def set_external_source(

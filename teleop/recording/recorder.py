@@ -15,7 +15,9 @@ from pathlib import Path
 from calibration.mapping import JointMapping
 from rigs.dynamixel.bus import BusError
 from teleop.clock import SessionClock, iso_utc
-from teleop.control.loop import ControlLoop, ControlSample
+from teleop.control.loop import ControlSample
+from teleop.control.process import ControlProcess
+from teleop.control.ring import LoopCounters
 from teleop.episode.writer import EpisodeWriter
 from teleop.recording.capture import CaptureThread, EncodedFrame
 from teleop.recording.provenance import host, software
@@ -50,13 +52,12 @@ class Recorder:
     def __init__(
         self,
         runtime: RigRuntime,
-        session: Session,
         clock: SessionClock,
         *,
         rate_hz: float | None = None,
     ):
         self.runtime = runtime
-        self.session = session
+        self.session: Session | None = None
         self.clock = clock
         spec = runtime.spec
         self.rate_hz = rate_hz or spec.control_rate_hz
@@ -64,7 +65,9 @@ class Recorder:
             f.name: JointMapping.identity(f.follows or "", f.name, len(f.joints))
             for f in spec.followers
         }
-        self.loop = ControlLoop(spec, runtime.buses, mappings, self.rate_hz, self._on_sample)
+        self.control = ControlProcess(
+            spec, ports=runtime.ports, rate_hz=self.rate_hz, mappings=mappings, sink=self._on_sample
+        )
         self.captures = {
             name: CaptureThread(cam, self._on_frame) for name, cam in runtime.cameras.items()
         }
@@ -73,7 +76,7 @@ class Recorder:
         self._intrinsics = {name: cam.intrinsics() for name, cam in runtime.cameras.items()}
 
     # -- streams --------------------------------------------------------------------------
-    def _on_sample(self, sample: ControlSample) -> None:
+    def _on_sample(self, sample: ControlSample, counters: LoopCounters) -> None:
         active = self._active
         if active is not None:
             active.put_sample(sample)
@@ -84,65 +87,55 @@ class Recorder:
             active.put_frame(frame)
 
     def start(self) -> None:
-        """Start the control loop and the cameras (nothing is recorded until start_episode)."""
-        self.loop.start()
+        """Connect the buses and start the control loop and the cameras.
+
+        Bus problems (missing port, motor not answering, wrong model) raise here, before any
+        session exists. Nothing is recorded until ``start_episode``.
+        """
+        self.control.start()
         for cap in self.captures.values():
             cap.start()
 
     def stop(self) -> None:
-        if self._active is not None:
-            self.stop_episode()
-        self.loop.stop()
-        for cap in self.captures.values():
-            cap.stop()
+        try:
+            if self._active is not None:
+                self.stop_episode()
+        finally:
+            self.control.stop()
+            for cap in self.captures.values():
+                cap.stop()
 
     @property
     def fault(self) -> BusError | None:
-        return self.loop.fault
+        return self.control.fault
 
     # -- episodes -------------------------------------------------------------------------
     def _counters(self) -> dict[str, int]:
-        buses = self.runtime.buses.values()
+        c = self.control.counters
         return {
-            "overruns": self.loop.stats.overruns,
-            "bus_retries": sum(b.stats.read_retries for b in buses),
-            "bus_failed_reads": sum(b.stats.failed_reads for b in buses),
-            "clamp_hits": sum(c.limit_hits + c.step_hits for c in self.loop.clamps.values()),
+            "overruns": c.overruns,
+            "bus_retries": c.bus_retries,
+            "bus_failed_reads": c.bus_failed_reads,
+            "clamp_hits": c.clamp_hits,
         }
 
     def _diagnostics(self) -> list[DiagnosticStatus]:
-        statuses: list[DiagnosticStatus] = []
-        st = self.loop.stats
-        statuses.append(
-            (
-                0,
-                "control/loop",
-                "ok",
-                "",
-                {
-                    "rate_hz": f"{self.rate_hz:g}",
-                    "cycles": str(st.cycles),
-                    "overruns": str(st.overruns),
-                },
-            )
-        )
-        for name, bus in self.runtime.buses.items():
-            s = bus.stats
-            level = 1 if s.failed_reads else 0
-            statuses.append(
-                (
-                    level,
-                    f"bus/{name}",
-                    "ok" if not level else "read failures",
-                    bus.arm.port,
-                    {
-                        "reads": str(s.reads),
-                        "retries": str(s.read_retries),
-                        "failed_reads": str(s.failed_reads),
-                        "failed_writes": str(s.failed_writes),
-                    },
-                )
-            )
+        c = self.control.counters
+        latest = self.control.latest
+        fault = self.control.fault
+        level = 2 if fault else (1 if c.bus_failed_reads else 0)
+        loop_values = {
+            "rate_hz": f"{self.rate_hz:g}",
+            "cycles": str(latest.cycle + 1 if latest else 0),
+            "overruns": str(c.overruns),
+            "bus_retries": str(c.bus_retries),
+            "bus_failed_reads": str(c.bus_failed_reads),
+            "clamp_hits": str(c.clamp_hits),
+            "samples_lost": str(self.control.samples_lost),
+        }
+        statuses: list[DiagnosticStatus] = [
+            (level, "control/loop", str(fault or "ok"), "", loop_values)
+        ]
         active = self._active
         for name, cap in self.captures.items():
             dropped = active.stats.camera(name).dropped if active else 0
@@ -166,6 +159,7 @@ class Recorder:
     def _provenance(self, index: int, start_utc_ns: int) -> dict[str, str]:
         spec = self.runtime.spec
         loaded = self.runtime.loaded
+        assert self.session is not None
         m = self.session.manifest
         return {
             "session_id": self.session.id,
@@ -189,8 +183,8 @@ class Recorder:
 
     def _hardware(self) -> dict[str, str]:
         info: dict[str, str] = {}
-        for name, bus in self.runtime.buses.items():
-            for k, v in bus.hardware_info().items():
+        for name, bus_info in self.control.hardware.items():
+            for k, v in bus_info.items():
                 info[f"{name}.{k}"] = v
         for name, cam in self.runtime.cameras.items():
             ci = cam.info()
@@ -202,10 +196,12 @@ class Recorder:
 
     def start_episode(self) -> Path:
         """Open the next episode file and start routing streams into it."""
+        if self.session is None:
+            raise RuntimeError("attach a session before recording")
         if self._active is not None:
             raise RuntimeError("an episode is already recording")
-        if self.loop.fault is not None:
-            raise self.loop.fault
+        if self.control.fault is not None:
+            raise self.control.fault
         index, path = self.session.next_episode()
         start_utc = self.clock.now_utc_ns()
         writer = EpisodeWriter(path)
@@ -231,16 +227,17 @@ class Recorder:
         ep = self._episode
         if self._active is None or ep is None:
             raise RuntimeError("no episode is recording")
-        ep.thread.event("stop", "fault" if self.loop.fault else "")
+        ep.thread.event("stop", "fault" if self.control.fault else "")
         self._active = None
         self._episode = None
         ep.thread.close()
         after = self._counters()
         delta = {k: after[k] - ep.counters_before[k] for k in after}
         thread, writer, path, index = ep.thread, ep.writer, ep.path, ep.index
+        assert self.session is not None
         quality = quality_record(thread.stats, **delta)
-        if self.loop.fault is not None:
-            quality["flags"] = [*quality["flags"], f"fault: {self.loop.fault}"]  # type: ignore[misc]
+        if self.control.fault is not None:
+            quality["flags"] = [*quality["flags"], f"fault: {self.control.fault}"]  # type: ignore[misc]
         writer.add_metadata("quality", metadata_values(quality))
         writer.finish()
         self.session.add_episode(
@@ -260,6 +257,6 @@ class Recorder:
         """Record one episode of ``seconds`` (stops early if the control loop faults)."""
         self.start_episode()
         deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and self.loop.fault is None:
+        while time.monotonic() < deadline and self.control.fault is None:
             time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
         return self.stop_episode()

@@ -393,6 +393,9 @@ def test_fast_sync_read_and_bulk_read(rig: VirtualRig, ports: dict[str, Port]):
     assert bulk.getData(1, ct.PRESENT_POSITION, 4) == slow[1]
     assert bulk.getData(9, ct.MODEL_NUMBER, 2) == ct.MODELS["XM430-W350"].number
     assert bulk.getData(5, ct.SECONDARY_ID, 1) == 4
+    ok(bulk.fastBulkRead())
+    assert bulk.getData(1, ct.PRESENT_POSITION, 4) == slow[1]
+    assert bulk.getData(9, ct.MODEL_NUMBER, 2) == ct.MODELS["XM430-W350"].number
 
 
 def test_sync_write_moves_the_follower_to_the_goal(rig: VirtualRig, ports: dict[str, Port]):
