@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -35,8 +34,6 @@ def start_session(
     folder exists, so a failed start leaves nothing behind.
     """
     clock = SessionClock.measure()
-    # Short switch interval: threads that wake from I/O get the GIL back promptly.
-    sys.setswitchinterval(0.0005)
     recorder = Recorder(runtime, clock, rate_hz=rate_hz)
     recorder.start()
     try:
