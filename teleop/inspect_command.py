@@ -17,6 +17,15 @@ def _maybe_json(value: str) -> object:
     return value
 
 
+def _flat(key: str, value: object) -> list[str]:
+    """Nested quality values (per camera, percentiles) as one ``a.b  value`` line each."""
+    if isinstance(value, dict) and value:
+        return [line for k, v in value.items() for line in _flat(f"{key}.{k}", v)]
+    if isinstance(value, list):
+        return [f"  {key:36} {'; '.join(map(str, value)) or 'none'}"]
+    return [f"  {key:36} {value}"]
+
+
 def summary_dict(s: EpisodeSummary) -> dict[str, object]:
     return {
         "file": str(s.path),
@@ -51,16 +60,20 @@ def render_inspect(path: str, *, as_json: bool = False) -> str:
     for t in sorted(s.topics.values(), key=lambda t: t.topic):
         rate = f"{t.rate_hz:.2f}" if t.rate_hz else "-"
         lines.append(f"{t.topic:48} {t.message_type:36} {t.message_count:>7} {rate:>8}")
-    for name in ("provenance", "hardware", "quality"):
+    names = ["provenance", "hardware", "quality"]
+    names += [n for n in s.metadata if n not in names]
+    for name in names:
         rec = s.metadata.get(name)
         if rec is None:
-            lines += ["", f"{name}: (missing)"]
+            note = (
+                " (missing: the episode did not finish normally)"
+                if name == "quality"
+                else " (missing)"
+            )
+            lines += ["", f"{name}:{note}"]
             continue
         lines += ["", f"{name}:"]
         for k, v in rec.items():
-            lines.append(f"  {k:28} {v}")
-    others = [n for n in s.metadata if n not in ("provenance", "hardware", "quality")]
-    for name in others:
-        lines += ["", f"{name}:"] + [f"  {k:28} {v}" for k, v in s.metadata[name].items()]
+            lines += _flat(k, _maybe_json(v))
     lines += ["", f"attachments: {', '.join(s.attachment_names) or 'none'}"]
     return "\n".join(lines)

@@ -19,7 +19,7 @@ import dynamixel_sdk as sdk
 import numpy as np
 
 from rigs.dynamixel import control_table as ct
-from rigs.spec import Arm
+from rigs.spec import Arm, RigSpec
 
 log = logging.getLogger(__name__)
 
@@ -381,3 +381,28 @@ def _adapter_serial(port: str) -> str | None:
     if "/dev/serial/by-id/" in port and name.startswith("usb-"):
         return name.removeprefix("usb-").rsplit("-if", 1)[0]
     return None
+
+
+def open_buses(spec: RigSpec, ports: dict[str, str]) -> dict[str, DynamixelBus]:
+    """Connect every arm of ``spec`` (ports overridden by ``ports``) and set its modes.
+
+    Leaders torque-off, followers holding where they stand. On any error the buses already
+    opened are closed again before it propagates.
+    """
+    buses: dict[str, DynamixelBus] = {}
+    try:
+        for arm in spec.arms:
+            if arm.name in ports:
+                arm = arm.model_copy(update={"port": ports[arm.name]})
+            bus = DynamixelBus(arm)
+            bus.connect()
+            buses[arm.name] = bus
+        for arm in spec.leaders:
+            buses[arm.name].configure_leader()
+        for arm in spec.followers:
+            buses[arm.name].configure_follower()
+    except BaseException:
+        for b in buses.values():
+            b.disconnect()
+        raise
+    return buses

@@ -9,7 +9,6 @@ counted and the schedule skips ahead instead of bursting to catch up.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from calibration.mapping import JointMapping
 from rigs.dynamixel.bus import BusError, DynamixelBus, JointReading
 from rigs.spec import RigSpec
 from teleop.control.safety import Clamp
+from teleop.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class LoopStats:
     overruns: int = 0
 
 
-class ControlLoop:
+class ControlLoop(Worker):
     """Runs the leader→follower loop on its own thread at ``rate_hz``."""
 
     def __init__(
@@ -64,6 +64,7 @@ class ControlLoop:
         sink: Callable[[ControlSample], None],
         on_fault: Callable[[BusError], None] | None = None,
     ):
+        super().__init__("control")
         if not 1.0 <= rate_hz <= 1000.0:
             raise ValueError(f"control rate {rate_hz} Hz is outside 1..1000 Hz")
         self.rig = rig
@@ -77,23 +78,9 @@ class ControlLoop:
         self.stats = LoopStats()
         self.latest: ControlSample | None = None
         self.fault: BusError | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="control", daemon=True)
         self._previous: dict[str, np.ndarray] = {}
         # Leaders first: followers are commanded from the freshest leader reading.
         self._order = [a.name for a in rig.leaders] + [a.name for a in rig.followers]
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout_s: float = 2.0) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout_s)
-
-    @property
-    def running(self) -> bool:
-        return self._thread.is_alive()
 
     def step(self, cycle: int, start_ns: int, period_ns: int) -> ControlSample:
         """One cycle; public so tests can drive the loop without a thread."""

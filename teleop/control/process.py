@@ -19,7 +19,7 @@ from typing import Any
 
 from calibration.mapping import JointMapping
 from rigs.dynamixel import bus as bus_mod
-from rigs.dynamixel.bus import BusError, DynamixelBus
+from rigs.dynamixel.bus import BusError, open_buses
 from rigs.realtime import raise_priority
 from rigs.spec import RigSpec
 from teleop.control.loop import ControlLoop, ControlSample
@@ -55,22 +55,10 @@ def _child(
     priority = raise_priority()
     spec = RigSpec.model_validate(spec_json)
     ring = SampleRing(spec, capacity=ring_capacity, name=ring_name)
-    buses: dict[str, DynamixelBus] = {}
     try:
-        for arm in spec.arms:
-            if arm.name in ports:
-                arm = arm.model_copy(update={"port": ports[arm.name]})
-            bus = DynamixelBus(arm)
-            bus.connect()
-            buses[arm.name] = bus
-        for arm in spec.leaders:
-            buses[arm.name].configure_leader()
-        for arm in spec.followers:
-            buses[arm.name].configure_follower()
+        buses = open_buses(spec, ports)
     except BusError as exc:
         conn.send(("error", type(exc).__name__, str(exc)))
-        for b in buses.values():
-            b.disconnect()
         ring.close()
         return
 

@@ -6,12 +6,12 @@ cv2's JPEG/PNG encoders release the GIL, so encoding here does not stall the con
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from rigs.cameras.base import Camera, CameraError, Frame
 from rigs.cameras.codec import encode_depth_png, encode_jpeg
+from teleop.worker import Worker
 
 log = logging.getLogger(__name__)
 
@@ -36,28 +36,17 @@ class CaptureStats:
     errors: int = 0
 
 
-class CaptureThread:
+class CaptureThread(Worker):
     """Reads ``camera`` until stopped and passes each encoded frame to ``sink``."""
 
     def __init__(self, camera: Camera, sink: Callable[[EncodedFrame], None]):
+        super().__init__(f"capture-{camera.name}")
         self.camera = camera
         self.sink = sink
         self.stats = CaptureStats()
         self.latest: Frame | None = None  # for live previews; swapped, never copied
         self.error: CameraError | None = None
         self._quality = camera.spec.jpeg_quality
-        self._stop = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name=f"capture-{camera.name}", daemon=True
-        )
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self, timeout_s: float = 2.0) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout_s)
 
     def _run(self) -> None:
         last_number: int | None = None

@@ -9,7 +9,7 @@ import pytest
 
 from calibration.mapping import JointMapping
 from rigs.dynamixel import control_table as ct
-from rigs.dynamixel.bus import BusFault, DynamixelBus
+from rigs.dynamixel.bus import BusFault, open_buses
 from rigs.spec import load_rig
 from rigs.virtual.launcher import VirtualRig
 from teleop.control.loop import ControlLoop
@@ -29,15 +29,7 @@ def _identity() -> dict[str, JointMapping]:
 @pytest.fixture()
 def rig_buses():
     with VirtualRig(SPEC, seed=5) as rig:
-        buses = {}
-        for arm in SPEC.arms:
-            bus = DynamixelBus(arm.model_copy(update={"port": rig.ports[arm.name]}))
-            bus.connect()
-            buses[arm.name] = bus
-        for arm in SPEC.leaders:
-            buses[arm.name].configure_leader()
-        for arm in SPEC.followers:
-            buses[arm.name].configure_follower()
+        buses = open_buses(SPEC, rig.ports)
         yield rig, buses
         for bus in buses.values():
             bus.disconnect()
