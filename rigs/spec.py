@@ -90,16 +90,42 @@ class Camera(_Strict):
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     driver: Literal["synthetic", "realsense", "opencv"]
-    serial: str | None = None
-    path: str | None = None
+    serial: str | None = Field(default=None, description="realsense: the device serial number")
+    path: str | None = Field(
+        default=None, description="opencv: /dev/v4l/by-id/... path or a video file"
+    )
+    index: int | None = Field(default=None, ge=0, description="opencv: /dev/videoN index")
     width: int = Field(default=640, ge=16, le=4096)
     height: int = Field(default=480, ge=16, le=4096)
     fps: int = Field(default=30, ge=1, le=120)
     depth: bool = False
+    align_depth: bool = Field(default=False, description="realsense: align depth to colour")
+    auto_exposure: bool = Field(default=False, description="off by default: consistent data")
+    exposure_us: int = Field(default=8000, ge=1, le=200000)
+    gain: int | None = Field(default=None, ge=0)
+    auto_white_balance: bool = False
+    white_balance_k: int = Field(default=4600, ge=2800, le=6500)
+    on_mode_mismatch: Literal["error", "warn"] = Field(
+        default="error", description="opencv: when the camera gives another size or fps"
+    )
+    loop: bool = Field(default=False, description="opencv video file: start again at the end")
     view: Literal["overhead", "low", "left_wrist", "right_wrist"] | None = Field(
-        default=None, description="synthetic cameras: which viewpoint the renderer draws"
+        default=None, description="virtual rig cameras: which viewpoint the renderer draws"
     )
     jpeg_quality: int = Field(default=85, ge=10, le=100)
+    stall_timeout_s: float = Field(
+        default=0.5, gt=0, description="a camera silent this long is reported as stopped"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Camera:
+        if self.driver == "realsense" and not self.serial:
+            raise ValueError("a realsense camera needs 'serial' (see `teleop cameras`)")
+        if self.driver == "opencv" and (self.path is None) == (self.index is None):
+            raise ValueError("an opencv camera needs exactly one of 'path' or 'index'")
+        if self.align_depth and not self.depth:
+            raise ValueError("align_depth needs depth = true")
+        return self
 
 
 class Safety(_Strict):
