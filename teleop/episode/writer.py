@@ -355,8 +355,13 @@ class EpisodeWriter:
         frame_id: str,
         fmt: str,
         data: cdr.Buffer,
+        *,
+        sequence: int | None = None,
     ) -> None:
         """Write a ``sensor_msgs/msg/CompressedImage``.
+
+        ``sequence`` (the camera's own frame number) becomes the MCAP message sequence, so a
+        reader can see device-side frame gaps; by default the channel's running count.
 
         ``fmt`` is ``schemas.JPEG_FORMAT`` ("jpeg") for colour and
         ``schemas.DEPTH_PNG_FORMAT`` ("16UC1; png compressed") for 16-bit depth PNG.
@@ -369,6 +374,7 @@ class EpisodeWriter:
             log_time_ns,
             stamp_ns,
             cdr.encode_compressed_image(stamp_ns, frame_id, fmt, data),
+            sequence,
         )
 
     def write_camera_info(
@@ -384,8 +390,10 @@ class EpisodeWriter:
         distortion_model: str = "plumb_bob",
         p: cdr.FloatArray | Sequence[Sequence[float]] | None = None,
         r: cdr.FloatArray | Sequence[Sequence[float]] | None = None,
+        *,
+        sequence: int | None = None,
     ) -> None:
-        """Write a ``sensor_msgs/msg/CameraInfo``.
+        """Write a ``sensor_msgs/msg/CameraInfo`` (``sequence`` as for images).
 
         ``k`` is the 3x3 intrinsic matrix (nested, flat 9, or a numpy array), ``d`` the
         distortion coefficients for ``distortion_model``, ``p`` the 3x4 projection matrix
@@ -407,6 +415,7 @@ class EpisodeWriter:
             cdr.encode_camera_info(
                 stamp_ns, frame_id, width, height, k_flat, d, distortion_model, p, r
             ),
+            sequence,
         )
 
     def write_diagnostics(
@@ -537,7 +546,13 @@ class EpisodeWriter:
     # -- internals --------------------------------------------------------------------------
 
     def _write(
-        self, topic: str, type_name: str, log_time_ns: int, publish_time_ns: int, data: bytes
+        self,
+        topic: str,
+        type_name: str,
+        log_time_ns: int,
+        publish_time_ns: int,
+        data: bytes,
+        sequence: int | None = None,
     ) -> None:
         if self._state is not WriterState.OPEN:
             self._require_open()
@@ -547,7 +562,7 @@ class EpisodeWriter:
         log_time_ns = _ns(log_time_ns, "log_time_ns")
         publish_time_ns = _ns(publish_time_ns, "stamp_ns")
         # MCAP sequence is uint32 per channel; it lets a reader spot gaps without timestamps.
-        ch.sequence = (ch.sequence + 1) & 0xFFFFFFFF
+        ch.sequence = (ch.sequence + 1 if sequence is None else int(sequence)) & 0xFFFFFFFF
         self._mcap.add_message(
             channel_id=ch.id,
             log_time=log_time_ns,

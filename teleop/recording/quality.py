@@ -12,10 +12,13 @@ class CameraCounts:
     written: int = 0
     dropped: int = 0  # dropped by the recorder because the writer queue was full
     device_gaps: int = 0  # frames missing in the device's own numbering
+    duplicates: int = 0  # frames identical in content to the one before
     first_number: int | None = None
     last_number: int | None = None
     stamps_backwards: int = 0
     last_stamp_ns: int = 0
+    latencies_ns: list[int] = field(default_factory=list)  # capture -> written
+    events: list[tuple[str, int, str]] = field(default_factory=list)  # (kind, monotonic ns, detail)
 
 
 @dataclass
@@ -48,12 +51,27 @@ class EpisodeStats:
         self.last_cycle, self.last_start_ns = cycle, start_ns
         self.samples_written += 1
 
-    def add_frame(self, camera: str, number: int, stamp_ns: int) -> None:
+    def add_camera_event(self, camera: str, kind: str, mono_ns: int, detail: str) -> None:
+        self.camera(camera).events.append((kind, mono_ns, detail))
+
+    def add_frame(
+        self,
+        camera: str,
+        number: int,
+        stamp_ns: int,
+        *,
+        gap_before: int = 0,
+        duplicate: bool = False,
+        latency_ns: int = 0,
+    ) -> None:
+        """One written frame. ``gap_before``: device frames missing just before this one."""
         c = self.camera(camera)
+        c.duplicates += duplicate
+        c.latencies_ns.append(latency_ns)
         if c.first_number is None:
             c.first_number = number
-        elif c.last_number is not None and number > c.last_number + 1:
-            c.device_gaps += number - c.last_number - 1
+        else:
+            c.device_gaps += gap_before
         if stamp_ns < c.last_stamp_ns:
             c.stamps_backwards += 1
         c.last_stamp_ns = stamp_ns
@@ -103,9 +121,20 @@ class QualityThresholds:
     max_p99_period_error_ms: float = 2.0
 
 
+def _ms_percentiles(values_ns: list[int]) -> dict[str, float]:
+    if not values_ns:
+        return {"p50": 0.0, "p99": 0.0}
+    a = np.asarray(values_ns, dtype=np.float64) / 1e6
+    return {
+        "p50": round(float(np.percentile(a, 50)), 3),
+        "p99": round(float(np.percentile(a, 99)), 3),
+    }
+
+
 def quality_record(
     stats: EpisodeStats,
     *,
+    camera_fps: dict[str, float] | None = None,
     overruns: int,
     bus_retries: int,
     bus_failed_reads: int,
@@ -126,18 +155,35 @@ def quality_record(
         flags.append(f"samples_lost: {stats.samples_lost}")
     if stats.joint_stamps_backwards:
         flags.append(f"stamps_backwards: joint x{stats.joint_stamps_backwards}")
-    cams: dict[str, dict[str, int]] = {}
-    for name, c in sorted(stats.cameras.items()):
+    cams: dict[str, dict[str, object]] = {}
+    start_ns = stats.first_start_ns or 0
+    duration = stats.duration_s
+    for name in sorted(set(stats.cameras) | set(camera_fps or {})):
+        c = stats.camera(name)
+        events = [
+            {"kind": kind, "t_s": round((t - start_ns) / 1e9, 3), "detail": detail}
+            for kind, t, detail in c.events
+        ]
         cams[name] = {
             "written": c.written,
+            "fps": round(c.written / duration, 2) if duration else 0.0,
             "dropped": c.dropped,
             "device_gaps": c.device_gaps,
+            "duplicates": c.duplicates,
             "stamps_backwards": c.stamps_backwards,
+            "latency_ms": _ms_percentiles(c.latencies_ns),
+            "events": events,
         }
         if c.dropped:
             flags.append(f"frames_dropped: {name} x{c.dropped}")
         if c.device_gaps:
             flags.append(f"frames_missing: {name} x{c.device_gaps}")
+        for e in events:
+            if e["kind"] in ("camera_stopped", "camera_frozen"):
+                flags.append(f"{e['kind']}: {name} at {e['t_s']:.2f} s")
+        fps = (camera_fps or {}).get(name)
+        if fps and duration > 1.0 and c.written < 0.9 * fps * duration:
+            flags.append(f"frames_low: {name} wrote {c.written} of ~{fps * duration:.0f}")
     if bus_failed_reads:
         flags.append(f"bus_errors: {bus_failed_reads} failed reads")
     return {

@@ -19,7 +19,7 @@ from teleop.control.loop import ControlSample
 from teleop.control.process import ControlProcess
 from teleop.control.ring import LoopCounters
 from teleop.episode.writer import EpisodeWriter
-from teleop.recording.capture import CaptureThread, EncodedFrame
+from teleop.recording.capture import CameraEvent, CaptureThread, EncodedFrame
 from teleop.recording.provenance import host, software
 from teleop.recording.quality import quality_record
 from teleop.recording.writer_thread import DiagnosticStatus, EpisodeWriterThread, metadata_values
@@ -69,9 +69,11 @@ class Recorder:
             spec, ports=runtime.ports, rate_hz=self.rate_hz, mappings=mappings, sink=self._on_sample
         )
         self.captures = {
-            name: CaptureThread(cam, self._on_frame) for name, cam in runtime.cameras.items()
+            name: CaptureThread(cam, self._on_frame, self._on_camera_event)
+            for name, cam in runtime.cameras.items()
         }
         self._active: EpisodeWriterThread | None = None
+        self._diag_last: dict[str, tuple[int, int]] = {}
         self._episode: _OpenEpisode | None = None
         self._intrinsics = {name: cam.intrinsics() for name, cam in runtime.cameras.items()}
 
@@ -85,6 +87,12 @@ class Recorder:
         active = self._active
         if active is not None:
             active.put_frame(frame)
+
+    def _on_camera_event(self, event: CameraEvent) -> None:
+        active = self._active
+        if active is not None:
+            camera, kind, detail, mono_ns = event
+            active.camera_event(camera, kind, detail, mono_ns)
 
     def start(self) -> None:
         """Connect the buses and start the control loop and the cameras.
@@ -137,23 +145,31 @@ class Recorder:
             (level, "control/loop", str(fault or "ok"), "", loop_values)
         ]
         active = self._active
+        now = time.monotonic_ns()
         for name, cap in self.captures.items():
+            st = cap.stats
+            before_n, before_t = self._diag_last.get(name, (st.captured, now))
+            fps = (st.captured - before_n) / ((now - before_t) / 1e9) if now > before_t else 0.0
+            self._diag_last[name] = (st.captured, now)
             dropped = active.stats.camera(name).dropped if active else 0
-            level = 2 if cap.error else (1 if dropped else 0)
-            msg = str(cap.error) if cap.error else ("frames dropped" if dropped else "ok")
-            statuses.append(
-                (
-                    level,
-                    f"camera/{name}",
-                    msg,
-                    cap.camera.info().serial,
-                    {
-                        "captured": str(cap.stats.captured),
-                        "device_gaps": str(cap.stats.frame_gaps),
-                        "dropped": str(dropped),
-                    },
-                )
-            )
+            if cap.error is not None:
+                level, msg = 2, f"stopped: {cap.error}"
+            elif cap.frozen:
+                level, msg = 2, "frozen: identical frames"
+            elif dropped or st.frame_gaps:
+                level, msg = 1, "frames lost"
+            else:
+                level, msg = 0, "ok"
+            values = {
+                "fps": f"{fps:.1f}",
+                "captured": str(st.captured),
+                "device_gaps": str(st.frame_gaps),
+                "duplicates": str(st.duplicates),
+                "freezes": str(st.freezes),
+                "stalls": str(st.stalls),
+                "dropped_this_episode": str(dropped),
+            }
+            statuses.append((level, f"camera/{name}", msg, cap.camera.info().serial, values))
         return statuses
 
     def _provenance(self, index: int, start_utc_ns: int) -> dict[str, str]:
@@ -235,7 +251,8 @@ class Recorder:
         delta = {k: after[k] - ep.counters_before[k] for k in after}
         thread, writer, path, index = ep.thread, ep.writer, ep.path, ep.index
         assert self.session is not None
-        quality = quality_record(thread.stats, **delta)
+        fps = {name: float(cam.spec.fps) for name, cam in self.runtime.cameras.items()}
+        quality = quality_record(thread.stats, camera_fps=fps, **delta)
         if self.control.fault is not None:
             quality["flags"] = [*quality["flags"], f"fault: {self.control.fault}"]  # type: ignore[misc]
         writer.add_metadata("quality", metadata_values(quality))

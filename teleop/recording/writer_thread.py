@@ -54,6 +54,7 @@ class EpisodeWriterThread:
         self._samples: deque[ControlSample] = deque()
         self._frames: deque[EncodedFrame] = deque()
         self._events: deque[tuple[int, str, str]] = deque()
+        self._camera_events: deque[tuple[str, str, int, str]] = deque()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._joint_names = {a.name: a.joint_names for a in rig.arms}
@@ -70,7 +71,9 @@ class EpisodeWriterThread:
     def put_frame(self, frame: EncodedFrame) -> bool:
         if len(self._frames) >= self._frame_queue_max:
             # Counted here, read by this thread only after close(): an int add is atomic enough.
-            self.stats.camera(frame.camera).dropped += 1
+            counts = self.stats.camera(frame.camera)
+            counts.dropped += 1
+            counts.device_gaps += frame.gap_before
             return False
         self._frames.append(frame)
         self._wake.set()
@@ -94,10 +97,16 @@ class EpisodeWriterThread:
     def backlog(self) -> tuple[int, int]:
         return len(self._samples), len(self._frames)
 
-    def event(self, kind: str, detail: str = "") -> None:
-        """Record an episode event (start, stop, mark, fault) at the current time."""
-        self._events.append((self.clock.now_utc_ns(), kind, detail))
+    def event(self, kind: str, detail: str = "", mono_ns: int | None = None) -> None:
+        """Record an episode event (start, stop, mark, fault) at ``mono_ns`` (default: now)."""
+        utc = self.clock.now_utc_ns() if mono_ns is None else self.clock.to_utc_ns(mono_ns)
+        self._events.append((utc, kind, detail))
         self._wake.set()
+
+    def camera_event(self, camera: str, kind: str, detail: str, mono_ns: int) -> None:
+        """A camera health event: on /episode/events and in the camera's quality counts."""
+        self.event(kind, f"{camera}: {detail}", mono_ns)
+        self._camera_events.append((camera, kind, mono_ns, detail))
 
     def _run(self) -> None:
         next_durable = time.monotonic() + self._durable_every_s
@@ -124,6 +133,9 @@ class EpisodeWriterThread:
         while self._events:
             utc, kind, detail = self._events.popleft()
             self.writer.write_event(utc, utc, kind, detail)
+        while self._camera_events:
+            camera, kind, mono_ns, detail = self._camera_events.popleft()
+            self.stats.add_camera_event(camera, kind, mono_ns, detail)
         while self._samples:
             self._write_sample(self._samples.popleft())
             # Interleave frames so neither stream waits behind a long burst of the other.
@@ -161,8 +173,9 @@ class EpisodeWriterThread:
         w = self.writer
         frame_id = f"{f.camera}_color_optical_frame"
         w.write_compressed_image(
-            f"/cameras/{f.camera}/color/compressed", stamp, log_time, frame_id, "jpeg", f.jpeg
-        )
+            f"/cameras/{f.camera}/color/compressed", stamp, log_time, frame_id, "jpeg", f.jpeg,
+            sequence=f.frame_number,
+        )  # fmt: skip
         k = self._intrinsics[f.camera]
         w.write_camera_info(
             f"/cameras/{f.camera}/camera_info",
@@ -176,6 +189,7 @@ class EpisodeWriterThread:
             k.distortion_model,
             [k.fx, 0.0, k.cx, 0.0, 0.0, k.fy, k.cy, 0.0, 0.0, 0.0, 1.0, 0.0],
             [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+            sequence=f.frame_number,
         )
         if f.depth_png is not None:
             w.write_compressed_image(
@@ -185,8 +199,16 @@ class EpisodeWriterThread:
                 frame_id,
                 DEPTH_PNG_FORMAT,
                 f.depth_png,
+                sequence=f.frame_number,
             )
-        self.stats.add_frame(f.camera, f.frame_number, stamp)
+        self.stats.add_frame(
+            f.camera,
+            f.frame_number,
+            stamp,
+            gap_before=f.gap_before,
+            duplicate=f.duplicate,
+            latency_ns=time.monotonic_ns() - f.capture_ns,
+        )
 
     def _write_diagnostics(self) -> None:
         now = self.clock.now_utc_ns()
