@@ -10,6 +10,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from teleop import __version__
 
@@ -38,6 +39,17 @@ def _inspect(args: argparse.Namespace) -> int:
     from teleop.inspect_command import render_inspect
 
     print(render_inspect(args.file, as_json=args.json))
+    return 0
+
+
+def _recover(args: argparse.Namespace) -> int:
+    from teleop.episode.recover import recover
+
+    r = recover(Path(args.file), Path(args.output) if args.output else None)
+    print(
+        f"recovered {r.messages} messages ({r.duration_s:.1f} s, {r.chunks_kept} chunks; "
+        f"{r.chunks_damaged} damaged) from {r.source} into {r.output}; reading stopped at: {r.stopped_at}"
+    )
     return 0
 
 
@@ -73,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("file", help="episode .mcap file")
     i.add_argument("--json", action="store_true", help="machine-readable output")
     i.set_defaults(func=_inspect)
+
+    rc = sub.add_parser("recover", help="rebuild a complete episode from a truncated one")
+    rc.add_argument("file", help="a truncated episode, e.g. episode_0003.mcap.partial")
+    rc.add_argument("-o", "--output", help="output path (default: the name without .partial)")
+    rc.set_defaults(func=_recover)
 
     b = sub.add_parser("bench", help="benchmarks that print figures")
     bsub = b.add_subparsers(dest="bench", required=True, metavar="BENCH")
