@@ -139,7 +139,6 @@ class DynamixelBus:
         self._port: _PortHandler | None = None
         self._packet = sdk.PacketHandler(2.0)
         self._ids = [j.id for j in arm.joints]
-        self._reader: sdk.GroupSyncRead | None = None
         self._writer: sdk.GroupSyncWrite | None = None
         self._failed_cycles = 0
         self._last = JointReading(
@@ -281,6 +280,17 @@ class DynamixelBus:
         for mid in self.all_ids():
             self.write_u8(mid, ct.TORQUE_ENABLE, 1 if enabled else 0)
 
+    def torque_off_now(self) -> bool:
+        """Torque off every motor in one SYNC_WRITE (no replies to wait for): the fault path.
+
+        Works while some motors are silent, and takes one packet's time on the wire.
+        """
+        assert self._port is not None, "connect() first"
+        group = sdk.GroupSyncWrite(self._port, self._packet, ct.TORQUE_ENABLE, 1)
+        for mid in self.all_ids() or self._ids:
+            group.addParam(mid, [0])
+        return group.txPacket() == sdk.COMM_SUCCESS
+
     def configure_leader(self) -> None:
         """Leaders are moved by hand: torque off."""
         self.set_torque(False)
@@ -309,15 +319,17 @@ class DynamixelBus:
         A failed read is retried; if every retry fails the last good reading comes back with
         ``ok=False``; after ``fault_after_failed_cycles`` failed cycles in a row, BusFault.
         """
-        assert self._reader is not None, "connect() first"
+        assert self._port is not None, "connect() first"
         self.stats.reads += 1
-        result = sdk.COMM_TX_FAIL
+        result, rows, alerts = sdk.COMM_TX_FAIL, [], []
         for attempt in range(self.retries + 1):
             if attempt:
                 self.stats.read_retries += 1
-            result = self._reader.txRxPacket()
+            result, rows, alerts = self._sync_read()
             if result == sdk.COMM_SUCCESS:
                 break
+        if alerts:
+            self._raise_hardware_error(alerts)
         if result != sdk.COMM_SUCCESS:
             self.stats.failed_reads += 1
             self._failed_cycles += 1
@@ -331,14 +343,7 @@ class DynamixelBus:
                 self._last.position_rad, self._last.velocity_rad_s, self._last.current_ma, False
             )
         self._failed_cycles = 0
-        n = len(self._ids)
-        cur = np.empty(n)
-        vel = np.empty(n)
-        pos = np.empty(n)
-        data = self._reader.data_dict
-        for k, mid in enumerate(self._ids):
-            c, v, p = struct.unpack_from("<hii", bytes(data[mid]))
-            cur[k], vel[k], pos[k] = c, v, p
+        cur, vel, pos = (np.array(col, dtype=np.float64) for col in zip(*rows, strict=True))
         reading = JointReading(
             (pos - ct.CENTER_TICKS) * ct.RAD_PER_TICK,
             vel * ct.RAD_S_PER_VELOCITY_UNIT,
@@ -346,6 +351,45 @@ class DynamixelBus:
         )
         self._last = reading
         return reading
+
+    def _sync_read(self) -> tuple[int, list[tuple[int, int, int]], list[int]]:
+        """One SYNC_READ of the state block; (result, rows of (current, velocity, position), alerts).
+
+        The SDK's GroupSyncRead drops each status packet's error byte; reading the replies with
+        the SDK's own readRx keeps it, so a motor raising its hardware-error alert bit is seen
+        in the same transaction, at no extra cost.
+        """
+        port, ph = self._port, self._packet
+        length = ct.STATE_BLOCK_LENGTH
+        result = ph.syncReadTx(port, ct.STATE_BLOCK_START, length, self._ids, len(self._ids), False)
+        if result != sdk.COMM_SUCCESS:
+            return result, [], []
+        rows: list[tuple[int, int, int]] = []
+        alerts: list[int] = []
+        for mid in self._ids:
+            data, result, error = ph.readRx(port, mid, length)
+            if result != sdk.COMM_SUCCESS:
+                return result, [], alerts
+            if error & 0x80:
+                alerts.append(mid)
+            rows.append(struct.unpack_from("<hii", bytes(data)))
+        return result, rows, alerts
+
+    def _raise_hardware_error(self, alerts: list[int]) -> None:
+        joints = {j.id: j.name for j in self.arm.joints}
+        mid = alerts[0]
+        try:
+            bits = self.hardware_error(mid)
+        except BusError:
+            bits = 0
+        self.stats.hardware_errors[mid] = bits
+        raise MotorHardwareError(
+            f"bus {self.name}: motor {mid} ({joints.get(mid, '?')}) reports a hardware error: "
+            f"{ct.describe_hardware_error(bits) if bits else 'alert bit set'}; "
+            "check the load and temperature, then power-cycle or reboot the motor",
+            mid,
+            bits,
+        )
 
     def write_goals(self, goal_rad: np.ndarray) -> bool:
         """One sync write of Goal Position for every primary motor. False if it failed."""

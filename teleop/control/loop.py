@@ -24,6 +24,16 @@ from teleop.worker import Worker
 log = logging.getLogger(__name__)
 
 
+class ArmFault(BusError):
+    """A bus or motor fault on one arm during the loop; says which arm and its role."""
+
+    def __init__(self, arm: str, role: str, cause: BusError):
+        super().__init__(str(cause))
+        self.arm = arm
+        self.role = role
+        self.cause = cause
+
+
 @dataclass(frozen=True)
 class ArmSample:
     """One arm in one cycle. ``stamp_ns`` is the monotonic midpoint of its sync read."""
@@ -63,6 +73,8 @@ class ControlLoop(Worker):
         rate_hz: float,
         sink: Callable[[ControlSample], None],
         on_fault: Callable[[BusError], None] | None = None,
+        *,
+        fault_hold_s: float = 0.02,
     ):
         super().__init__("control")
         if not 1.0 <= rate_hz <= 1000.0:
@@ -74,6 +86,8 @@ class ControlLoop(Worker):
         self.period_ns = int(round(1e9 / rate_hz))
         self.sink = sink
         self.on_fault = on_fault
+        self.fault_hold_s = fault_hold_s
+        self._roles = {a.name: a.role for a in rig.arms}
         self.clamps = {f.name: Clamp.for_arm(f, rig.safety) for f in rig.followers}
         self.stats = LoopStats()
         self.latest: ControlSample | None = None
@@ -87,7 +101,10 @@ class ControlLoop(Worker):
         arms: dict[str, ArmSample] = {}
         for name in self._order:
             t0 = time.monotonic_ns()
-            reading = self.buses[name].read_state()
+            try:
+                reading = self.buses[name].read_state()
+            except BusError as exc:
+                raise ArmFault(name, self._roles[name], exc) from exc
             t1 = time.monotonic_ns()
             arms[name] = ArmSample(reading, (t0 + t1) // 2, t1)
         targets: dict[str, np.ndarray] = {}
@@ -107,6 +124,27 @@ class ControlLoop(Worker):
             cycle, start_ns, period_ns, arms, targets, commands, time.monotonic_ns()
         )
 
+    def _fault_stop(self, fault: ArmFault) -> None:
+        """Stop following. Followers hold their last goal; after a follower fault, torque off.
+
+        A leader fault leaves the followers holding where they are (torque on): nothing is
+        wrong with them. A follower fault (its bus silent, or a motor's hardware error) means
+        that arm can no longer be trusted, so after a short hold every follower goes limp.
+        """
+        self.fault = fault
+        log.error("control loop stopped: %s", fault)
+        if fault.role == "follower":
+            time.sleep(self.fault_hold_s)
+            # The healthy buses first: their writes are certain to arrive.
+            names = sorted(self.rig.followers, key=lambda a: a.name == fault.arm)
+            for arm in names:
+                try:
+                    self.buses[arm.name].torque_off_now()
+                except BusError as exc:
+                    log.error("torque off on %s failed: %s", arm.name, exc)
+        if self.on_fault is not None:
+            self.on_fault(fault)
+
     def _run(self) -> None:
         period = self.period_ns
         next_ns = time.monotonic_ns()
@@ -122,11 +160,8 @@ class ControlLoop(Worker):
             last_start = start
             try:
                 sample = self.step(cycle, start, measured)
-            except BusError as exc:
-                self.fault = exc
-                log.error("control loop stopped: %s", exc)
-                if self.on_fault is not None:
-                    self.on_fault(exc)
+            except ArmFault as exc:
+                self._fault_stop(exc)
                 return
             self.latest = sample
             self.sink(sample)

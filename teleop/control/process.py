@@ -22,7 +22,7 @@ from rigs.dynamixel import bus as bus_mod
 from rigs.dynamixel.bus import BusError, open_buses
 from rigs.realtime import raise_priority
 from rigs.spec import RigSpec
-from teleop.control.loop import ControlLoop, ControlSample
+from teleop.control.loop import ArmFault, ControlLoop, ControlSample
 from teleop.control.ring import LoopCounters, SampleRing
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,11 @@ def _child(
                 if msg[0] == "stop":
                     break
             if loop.fault is not None and not fault_sent:
-                conn.send(("fault", type(loop.fault).__name__, str(loop.fault)))
+                f = loop.fault
+                cause = f.cause if isinstance(f, ArmFault) else f
+                arm = f.arm if isinstance(f, ArmFault) else ""
+                role = f.role if isinstance(f, ArmFault) else ""
+                conn.send(("fault", type(cause).__name__, str(cause), arm, role))
                 fault_sent = True
     except (EOFError, OSError):
         pass  # the app went away: stop driving the robot
@@ -170,7 +174,8 @@ class ControlProcess:
                 if self._conn.poll(0.005):
                     msg = self._conn.recv()
                     if msg[0] == "fault":
-                        self._set_fault(_rebuild_error(msg[1], msg[2]))
+                        _, kind, text, arm, role = msg
+                        self._set_fault(ArmFault(arm, role, _rebuild_error(kind, text)))
             except (EOFError, OSError):
                 if not self._stop.is_set():
                     self._set_fault(ControlProcessError("control process died; check the log"))

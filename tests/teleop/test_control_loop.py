@@ -12,7 +12,7 @@ from rigs.dynamixel import control_table as ct
 from rigs.dynamixel.bus import BusFault, open_buses
 from rigs.spec import load_rig
 from rigs.virtual.launcher import VirtualRig
-from teleop.control.loop import ControlLoop
+from teleop.control.loop import ArmFault, ControlLoop
 from teleop.control.process import ControlProcess
 from teleop.control.ring import LoopCounters, SampleRing
 
@@ -124,7 +124,8 @@ def test_control_process_streams_samples_and_reports_a_dead_bus():
             deadline = time.monotonic() + 5
             while control.fault is None and time.monotonic() < deadline:
                 time.sleep(0.02)
-            assert isinstance(control.fault, BusFault)
+            assert isinstance(control.fault, ArmFault) and isinstance(control.fault.cause, BusFault)
+            assert control.fault.arm == "right_follower" and control.fault.role == "follower"
             assert "bus right_follower" in str(control.fault) and "stopped answering" in str(
                 control.fault
             )

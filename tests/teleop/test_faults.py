@@ -1,0 +1,97 @@
+"""Faults during an episode, injected in the virtual rig: what the operator is told, what the
+robot does (torque writes seen by the virtual servos), and that recorded data survives."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from rigs.dynamixel.control_table import HardwareError
+from rigs.spec import load_rig
+from teleop.episode.reader import iter_messages, summarize
+from teleop.record_command import start_session
+from teleop.rig_runtime import RigRuntime
+
+
+@pytest.fixture()
+def recording(tmp_path: Path):
+    with RigRuntime(load_rig("sim-bimanual"), seed=2) as runtime:
+        recorder, session = start_session(runtime, tmp_path, operator="op", task="t", rate_hz=50.0)
+        try:
+            yield runtime, recorder
+        finally:
+            recorder.stop()
+
+
+def _wait_fault(recorder, timeout_s: float = 3.0):
+    deadline = time.monotonic() + timeout_s
+    while recorder.fault is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert recorder.fault is not None, "no fault reported"
+    return recorder.fault
+
+
+def _torque_offs_after(runtime, arm: str, t_ns: int) -> list[int]:
+    writes = runtime.virtual.torque_writes(arm)
+    return [w.t_ns for log_ in writes.values() for w in log_ if w.value == 0 and w.t_ns > t_ns]
+
+
+def _episode_intact(path: Path, fault_text: str) -> None:
+    s = summarize(path)
+    assert s.topics["/left_leader/joint_states"].message_count > 20
+    assert any(fault_text in f for f in json.loads(s.metadata["quality"]["flags"]))
+    assert sum(1 for _ in iter_messages(path, ["/left_follower/joint_states"])) > 20
+
+
+def test_follower_bus_silent_holds_then_torques_off(recording):
+    runtime, recorder = recording
+    path = recorder.start_episode()
+    time.sleep(0.6)
+    t_fault = time.monotonic_ns()
+    runtime.virtual.inject_bus_silent("left_follower")
+    fault = _wait_fault(recorder)
+    assert "bus left_follower" in str(fault) and "stopped answering" in str(fault)
+    result = recorder.stop_episode()
+    offs = _torque_offs_after(runtime, "right_follower", t_fault)
+    assert offs, "the healthy follower was not torqued off"
+    assert (min(offs) - t_fault) / 1e6 < 100.0
+    assert result.path == path
+    _episode_intact(path, "stopped answering")
+
+
+def test_motor_hardware_error_is_named_and_followers_torque_off(recording):
+    runtime, recorder = recording
+    path = recorder.start_episode()
+    time.sleep(0.6)
+    t_fault = time.monotonic_ns()
+    runtime.virtual.inject_hardware_error("right_follower", 4, int(HardwareError.OVERLOAD))
+    fault = _wait_fault(recorder)
+    assert "motor 4 (elbow) reports a hardware error: overload" in str(fault)
+    recorder.stop_episode()
+    for arm in ("left_follower", "right_follower"):
+        offs = _torque_offs_after(runtime, arm, t_fault)
+        assert offs and (min(offs) - t_fault) / 1e6 < 100.0, arm
+    _episode_intact(path, "hardware error")
+
+
+def test_leader_bus_fault_keeps_followers_holding(recording):
+    runtime, recorder = recording
+    path = recorder.start_episode()
+    time.sleep(0.6)
+    t_fault = time.monotonic_ns()
+    runtime.virtual.inject_bus_silent("right_leader")
+    fault = _wait_fault(recorder)
+    assert "bus right_leader" in str(fault)
+    goals_then = {
+        i: s.goal_ticks for i, s in runtime.virtual.servo_states("right_follower").items()
+    }
+    time.sleep(0.3)
+    states = runtime.virtual.servo_states("right_follower")
+    assert all(s.torque for s in states.values()), "followers must keep holding"
+    assert {i: s.goal_ticks for i, s in states.items()} == goals_then
+    assert not _torque_offs_after(runtime, "right_follower", t_fault)
+    recorder.stop_episode()
+    _episode_intact(path, "bus right_leader")
