@@ -30,6 +30,8 @@ def _record(args: argparse.Namespace) -> int:
         rate_hz=args.rate,
         seed=args.seed,
         progress=None if args.quiet else lambda line: print(line, file=sys.stderr),
+        min_free_gb=args.min_free_gb,
+        stop_free_gb=args.stop_free_gb,
     )
     print(session_dir)
     return 0
@@ -77,6 +79,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--rate", type=float, help="control rate in Hz (default: the rig's)")
     r.add_argument("--seed", type=int, default=0, help="virtual rig: scripted operator seed")
     r.add_argument("--quiet", action="store_true", help="print only the session directory")
+    r.add_argument(
+        "--min-free-gb",
+        type=float,
+        default=2.0,
+        help="refuse to start below this free space (default 2)",
+    )
+    r.add_argument(
+        "--stop-free-gb",
+        type=float,
+        default=0.5,
+        help="stop an episode cleanly below this (default 0.5)",
+    )
     r.set_defaults(func=_record)
 
     i = sub.add_parser(

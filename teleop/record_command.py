@@ -11,7 +11,8 @@ from pathlib import Path
 from rigs.spec import load_rig
 from teleop.clock import SessionClock, iso_utc
 from teleop.errors import TeleopError
-from teleop.recording.recorder import Recorder
+from teleop.recording.disk import DiskGuard, DiskSpaceError
+from teleop.recording.recorder import EpisodeResult, Recorder
 from teleop.rig_runtime import RigRuntime
 from teleop.session import Session, resolve_data_root
 
@@ -25,14 +26,35 @@ def _terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def describe_result(result: EpisodeResult) -> str:
+    """One progress line per episode."""
+    q = result.quality
+    flags = "; ".join(q.get("flags", [])) or "none"  # type: ignore[arg-type]
+    if "duration_s" not in q:
+        return f"episode {result.index}: partial ({result.path.name}); flags: {flags}"
+    return f"episode {result.index}: {q['duration_s']:.1f} s, {q['achieved_rate_hz']:.1f} Hz, flags: {flags}"
+
+
 def start_session(
-    runtime: RigRuntime, data_root: Path, *, operator: str, task: str, rate_hz: float | None
+    runtime: RigRuntime,
+    data_root: Path,
+    *,
+    operator: str,
+    task: str,
+    rate_hz: float | None,
+    min_free_gb: float = 2.0,
+    stop_free_gb: float = 0.5,
 ) -> tuple[Recorder, Session]:
     """Start the control loop and cameras, then create the session folder.
 
     Bus problems (missing port, motor not answering, wrong model) raise before the session
     folder exists, so a failed start leaves nothing behind.
     """
+    existing = data_root
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    guard = DiskGuard(existing, int(min_free_gb * 1024**3), int(stop_free_gb * 1024**3))
+    guard.check_can_start()  # before anything moves or any folder is made
     clock = SessionClock.measure()
     recorder = Recorder(runtime, clock, rate_hz=rate_hz)
     recorder.start()
@@ -49,6 +71,8 @@ def start_session(
         recorder.stop()
         raise
     recorder.session = session
+    guard.path = session.root
+    recorder.disk_guard = guard
     return recorder, session
 
 
@@ -63,6 +87,8 @@ def run_record(
     rate_hz: float | None = None,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
+    min_free_gb: float = 2.0,
+    stop_free_gb: float = 0.5,
 ) -> Path:
     """Record and return the session directory. Any file already closed stays valid."""
     say = progress or (lambda line: None)
@@ -74,7 +100,13 @@ def run_record(
     try:
         with RigRuntime(loaded, seed=seed) as runtime:
             recorder, session = start_session(
-                runtime, data_root, operator=operator, task=task, rate_hz=rate_hz
+                runtime,
+                data_root,
+                operator=operator,
+                task=task,
+                rate_hz=rate_hz,
+                min_free_gb=min_free_gb,
+                stop_free_gb=stop_free_gb,
             )
             clock = recorder.clock
             say(f"session {session.root}")
@@ -82,14 +114,14 @@ def run_record(
                 time.sleep(WARMUP_S)
                 for _ in range(episodes):
                     result = recorder.record_episode(seconds)
-                    q = result.quality
-                    flags = q["flags"] or ["none"]
-                    say(
-                        f"episode {result.index}: {q['duration_s']:.1f} s, "
-                        f"{q['achieved_rate_hz']:.1f} Hz, flags: {'; '.join(flags)}"  # type: ignore[arg-type]
-                    )
+                    say(describe_result(result))
                     if recorder.fault is not None:
                         raise recorder.fault
+                    if recorder.write_error is not None:
+                        raise recorder.write_error
+                    low = [f for f in result.quality.get("flags", []) if f.startswith("disk_low")]  # type: ignore[union-attr]
+                    if low:
+                        raise DiskSpaceError(f"stopped after episode {result.index}: {low[0]}")
             finally:
                 recorder.stop()
                 session.close(iso_utc(clock.now_utc_ns()))

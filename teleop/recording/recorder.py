@@ -7,6 +7,8 @@ and the rig spec at start, a quality record at the end.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import time
 from dataclasses import dataclass
@@ -19,7 +21,9 @@ from teleop.control.loop import ControlSample
 from teleop.control.process import ControlProcess
 from teleop.control.ring import LoopCounters
 from teleop.episode.writer import EpisodeWriter
+from teleop.errors import TeleopError
 from teleop.recording.capture import CameraEvent, CaptureThread, EncodedFrame
+from teleop.recording.disk import DiskGuard
 from teleop.recording.provenance import host, software
 from teleop.recording.quality import quality_record
 from teleop.recording.writer_thread import DiagnosticStatus, EpisodeWriterThread, metadata_values
@@ -27,6 +31,10 @@ from teleop.rig_runtime import RigRuntime
 from teleop.session import Session
 
 log = logging.getLogger(__name__)
+
+
+class EpisodeWriteFailed(TeleopError):
+    """Writing an episode failed; it was kept as a recoverable .partial."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,8 @@ class Recorder:
         }
         self._active: EpisodeWriterThread | None = None
         self._diag_last: dict[str, tuple[int, int]] = {}
+        self.write_error: EpisodeWriteFailed | None = None
+        self.disk_guard = DiskGuard(Path("."))
         self._episode: _OpenEpisode | None = None
         self._intrinsics = {name: cam.intrinsics() for name, cam in runtime.cameras.items()}
 
@@ -218,6 +228,9 @@ class Recorder:
             raise RuntimeError("an episode is already recording")
         if self.control.fault is not None:
             raise self.control.fault
+        if self.write_error is not None:
+            raise self.write_error
+        self.disk_guard.check_can_start()
         index, path = self.session.next_episode()
         start_utc = self.clock.now_utc_ns()
         writer = EpisodeWriter(path)
@@ -246,7 +259,10 @@ class Recorder:
         ep.thread.event("stop", "fault" if self.control.fault else "")
         self._active = None
         self._episode = None
-        ep.thread.close()
+        try:
+            ep.thread.close()
+        except Exception as exc:  # the disk or the file failed under the writer
+            return self._close_partial(ep, exc)
         after = self._counters()
         delta = {k: after[k] - ep.counters_before[k] for k in after}
         thread, writer, path, index = ep.thread, ep.writer, ep.path, ep.index
@@ -255,8 +271,11 @@ class Recorder:
         quality = quality_record(thread.stats, camera_fps=fps, **delta)
         if self.control.fault is not None:
             quality["flags"] = [*quality["flags"], f"fault: {self.control.fault}"]  # type: ignore[misc]
-        writer.add_metadata("quality", metadata_values(quality))
-        writer.finish()
+        try:
+            writer.add_metadata("quality", metadata_values(quality))
+            writer.finish()
+        except Exception as exc:
+            return self._close_partial(ep, exc)
         self.session.add_episode(
             {
                 "index": index,
@@ -270,10 +289,62 @@ class Recorder:
         )
         return EpisodeResult(index, path, quality)
 
+    def _close_partial(self, ep: _OpenEpisode, exc: BaseException) -> EpisodeResult:
+        """A write failed: keep what is on disk as a recoverable ``.partial`` and say so."""
+        partial = ep.writer.abort()
+        reason = (
+            f"{exc.strerror} ({errno.errorcode.get(exc.errno or 0, '')})"
+            if isinstance(exc, OSError)
+            else str(exc)
+        )
+        self.write_error = EpisodeWriteFailed(
+            f"episode {ep.index}: writing {ep.path.name} failed: {reason}; it was closed as "
+            f"partial and can be rebuilt with `teleop recover {partial}`; free space or fix the "
+            "disk before recording more"
+        )
+        log.error("%s", self.write_error)
+        quality: dict[str, object] = {"flags": [f"write_failed: {reason}"]}
+        assert self.session is not None
+        with contextlib.suppress(OSError):  # the manifest may be on the same failing disk
+            self.session.add_episode({
+                "index": ep.index,
+                "file": partial.name,
+                "status": "partial",
+                "start_utc": iso_utc(ep.start_utc_ns),
+                "error": reason,
+                "quality": quality,
+            })  # fmt: skip
+        return EpisodeResult(ep.index, partial, quality)
+
+    @property
+    def stop_reason(self) -> str | None:
+        """Why recording must stop now: a control fault, a write failure or a full disk."""
+        if self.control.fault is not None:
+            return f"fault: {self.control.fault}"
+        active = self._active
+        if active is not None and active.error is not None:
+            return f"write failed: {active.error}"
+        if self.write_error is not None:
+            return str(self.write_error)
+        if active is not None and self.disk_guard.below_stop():
+            return f"disk_low: {self.disk_guard.describe()}"
+        return None
+
     def record_episode(self, seconds: float) -> EpisodeResult:
-        """Record one episode of ``seconds`` (stops early if the control loop faults)."""
+        """Record one episode of ``seconds``; stops early on a fault, a failed write or low disk."""
         self.start_episode()
         deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and self.control.fault is None:
+        reason = None
+        while time.monotonic() < deadline:
+            reason = self.stop_reason
+            if reason is not None:
+                break
             time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
-        return self.stop_episode()
+        result = self.stop_episode()
+        if (
+            reason is not None
+            and reason.startswith("disk_low")
+            and isinstance(result.quality.get("flags"), list)
+        ):
+            result.quality["flags"].append(reason)  # type: ignore[union-attr]
+        return result

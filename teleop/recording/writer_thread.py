@@ -65,10 +65,14 @@ class EpisodeWriterThread:
 
     # -- producers --------------------------------------------------------------------------
     def put_sample(self, sample: ControlSample) -> None:
+        if self.error is not None:
+            return  # the writer died; the recorder is about to close the episode as partial
         self._samples.append(sample)
         self._wake.set()
 
     def put_frame(self, frame: EncodedFrame) -> bool:
+        if self.error is not None:
+            return False
         if len(self._frames) >= self._frame_queue_max:
             # Counted here, read by this thread only after close(): an int add is atomic enough.
             counts = self.stats.camera(frame.camera)

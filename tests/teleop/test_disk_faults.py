@@ -1,0 +1,97 @@
+"""A full disk and a failing write: refuse or stop cleanly, keep what was recorded readable."""
+
+from __future__ import annotations
+
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from teleop.cli import main
+from teleop.episode.reader import summarize
+from teleop.episode.recover import recover
+
+
+def _record_args(data: Path, *extra: str) -> list[str]:
+    return ["record", "--rig", "sim-bimanual", "--operator", "op", "--task", "t",
+            "--data-dir", str(data), "--quiet", *extra]  # fmt: skip
+
+
+def test_refuses_to_start_without_room(tmp_path, capsys):
+    free_gb = shutil.disk_usage(tmp_path).free / 1024**3
+    data = tmp_path / "data"
+    assert main(_record_args(data, "--seconds", "1", "--min-free-gb", f"{free_gb + 100:.0f}")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "GiB free on" in err[0] and "need" in err[0]
+    assert not data.exists()
+
+
+def test_stops_cleanly_before_the_disk_fills(tmp_path, capsys):
+    # Pretend the disk is nearly full: stop once 3 MB more of it is used.
+    free_gb = (shutil.disk_usage(tmp_path).free - 3 * 1024**2) / 1024**3
+    data = tmp_path / "data"
+    code = main(
+        _record_args(
+            data, "--seconds", "30", "--min-free-gb", "0", "--stop-free-gb", f"{free_gb:.6f}"
+        )
+    )
+    assert code == 2
+    assert "disk_low" in capsys.readouterr().err
+    (session,) = data.iterdir()
+    episode = session / "episode_0001.mcap"
+    s = summarize(episode)  # finished properly, not cut off
+    assert s.duration_s < 25
+    flags = json.loads(s.metadata["quality"]["flags"]) if "quality" in s.metadata else []
+    manifest = json.loads((session / "session.json").read_text())
+    assert any(f.startswith("disk_low") for f in manifest["episodes"][0]["quality"]["flags"])
+    assert isinstance(flags, list)
+
+
+SCRIPT = textwrap.dedent(
+    """
+    import resource, sys
+    from pathlib import Path
+    from rigs.spec import load_rig
+    from teleop.record_command import start_session
+    from teleop.rig_runtime import RigRuntime
+
+    if __name__ == "__main__":
+        data = Path(sys.argv[1])
+        with RigRuntime(load_rig("sim-bimanual")) as runtime:
+            recorder, session = start_session(runtime, data, operator="op", task="t",
+                                              rate_hz=None, min_free_gb=0, stop_free_gb=0)
+            try:
+                first = recorder.record_episode(1.0)
+                # From here on no file of this process may grow past 4 MB (EFBIG).
+                resource.setrlimit(resource.RLIMIT_FSIZE, (4 * 1024 * 1024, resource.RLIM_INFINITY))
+                second = recorder.record_episode(15.0)
+                print(first.path)
+                print(second.path)
+                print(recorder.write_error)
+            finally:
+                recorder.stop()
+    """
+)
+
+
+def test_a_failed_write_closes_the_episode_as_partial_and_recoverable(tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT)
+    data = tmp_path / "data"
+    out = subprocess.run(
+        [sys.executable, str(script), str(data)], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    first, second, message = out.stdout.strip().splitlines()
+    assert first.endswith("episode_0001.mcap") and summarize(Path(first)).duration_s > 0.5
+    assert second.endswith("episode_0002.mcap.partial")
+    assert "File too large" in message and "teleop recover" in message
+    report = recover(Path(second))
+    assert report.messages > 100
+    assert summarize(report.output).metadata["provenance"]["episode_index"] == "2"
+    manifest = json.loads((Path(first).parent / "session.json").read_text())
+    assert [e["status"] for e in manifest["episodes"]] == ["kept", "partial"]
+    assert resource.getrlimit(resource.RLIMIT_FSIZE)[0] == resource.RLIM_INFINITY  # not leaked here
