@@ -14,8 +14,8 @@ from pathlib import Path
 import psutil
 
 from rigs.spec import load_rig
-from teleop.clock import iso_utc
 from teleop.record_command import start_session
+from teleop.recording.lifecycle import EpisodeRunner
 from teleop.rig_runtime import RigRuntime
 
 
@@ -61,7 +61,7 @@ def bench_one(rig: str, rate_hz: float, seconds: float, data_root: Path) -> dict
         recorder, session = start_session(
             runtime, data_root, operator="bench", task="bench", rate_hz=rate_hz
         )
-        clock = recorder.clock
+        runner = EpisodeRunner(recorder, session)
         me = psutil.Process()
         procs = [me, *me.children(recursive=True)]
         try:
@@ -69,13 +69,13 @@ def bench_one(rig: str, rate_hz: float, seconds: float, data_root: Path) -> dict
             with _Sampler() as sampler:
                 cpu0, wall0 = _cpu_seconds(procs), time.monotonic()
                 rss0 = me.memory_info().rss
-                result = recorder.record_episode(seconds)
+                result = runner.record(seconds)
                 cpu1, wall1 = _cpu_seconds(procs), time.monotonic()
                 rss1 = me.memory_info().rss
             captured = {n: c.stats.captured for n, c in recorder.captures.items()}
         finally:
+            runner.close()
             recorder.stop()
-            session.close(iso_utc(clock.now_utc_ns()))
     q = result.quality
     size = result.path.stat().st_size
     wall = wall1 - wall0

@@ -32,6 +32,8 @@ def _record(args: argparse.Namespace) -> int:
         progress=None if args.quiet else lambda line: print(line, file=sys.stderr),
         min_free_gb=args.min_free_gb,
         stop_free_gb=args.stop_free_gb,
+        resume=args.resume,
+        recover_partial=args.recover_unfinished,
     )
     print(session_dir)
     return 0
@@ -79,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--rate", type=float, help="control rate in Hz (default: the rig's)")
     r.add_argument("--seed", type=int, default=0, help="virtual rig: scripted operator seed")
     r.add_argument("--quiet", action="store_true", help="print only the session directory")
+    r.add_argument("--resume", metavar="SESSION_DIR", help="continue an existing session")
+    r.add_argument(
+        "--recover-unfinished",
+        action="store_true",
+        help="with --resume: rebuild the session's crash-truncated episodes first",
+    )
     r.add_argument(
         "--min-free-gb",
         type=float,

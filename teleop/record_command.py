@@ -10,11 +10,13 @@ from pathlib import Path
 
 from rigs.spec import load_rig
 from teleop.clock import SessionClock, iso_utc
+from teleop.episode.recover import recover
 from teleop.errors import TeleopError
 from teleop.recording.disk import DiskGuard, DiskSpaceError
+from teleop.recording.lifecycle import EpisodeRunner
 from teleop.recording.recorder import EpisodeResult, Recorder
 from teleop.rig_runtime import RigRuntime
-from teleop.session import Session, resolve_data_root
+from teleop.session import Session, find_unfinished, resolve_data_root
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,7 @@ def start_session(
     rate_hz: float | None,
     min_free_gb: float = 2.0,
     stop_free_gb: float = 0.5,
+    resume: Path | None = None,
 ) -> tuple[Recorder, Session]:
     """Start the control loop and cameras, then create the session folder.
 
@@ -59,14 +62,24 @@ def start_session(
     recorder = Recorder(runtime, clock, rate_hz=rate_hz)
     recorder.start()
     try:
-        session = Session.create(
-            data_root,
-            operator=operator,
-            task=task,
-            rig_id=runtime.spec.id,
-            rig_sha256=runtime.loaded.sha256,
-            started_utc=iso_utc(clock.now_utc_ns()),
-        )
+        if resume is not None:
+            session = Session.open(resume)
+            if session.manifest["rig_id"] != runtime.spec.id:
+                raise TeleopError(
+                    f"{resume}: recorded on rig {session.manifest['rig_id']!r}, not "
+                    f"{runtime.spec.id!r}; resume it with --rig {session.manifest['rig_id']}"
+                )
+            session.manifest["closed_utc"] = None
+            session.save()
+        else:
+            session = Session.create(
+                data_root,
+                operator=operator,
+                task=task,
+                rig_id=runtime.spec.id,
+                rig_sha256=runtime.loaded.sha256,
+                started_utc=iso_utc(clock.now_utc_ns()),
+            )
     except BaseException:
         recorder.stop()
         raise
@@ -74,6 +87,32 @@ def start_session(
     guard.path = session.root
     recorder.disk_guard = guard
     return recorder, session
+
+
+def recover_unfinished(session: Session) -> list[Path]:
+    """Rebuild every crash-truncated episode of ``session`` and list it as ``recovered``."""
+    done = []
+    for partial in session.unfinished():
+        report = recover(partial)
+        index = int(partial.name.split("_")[1].split(".")[0])
+        entry = {
+            "index": index,
+            "file": report.output.name,
+            "status": "recovered",
+            "recovered_from": partial.name,
+            "duration_s": round(report.duration_s, 3),
+            "quality": {
+                "flags": [f"recovered: the recording ended abnormally ({report.stopped_at})"]
+            },
+        }
+        try:
+            session.entry(index).update(entry)
+            session.save()
+        except KeyError:
+            session.add_episode(entry)
+        partial.unlink()  # its content now lives, complete, in the recovered file
+        done.append(report.output)
+    return done
 
 
 def run_record(
@@ -89,6 +128,8 @@ def run_record(
     progress: Callable[[str], None] | None = None,
     min_free_gb: float = 2.0,
     stop_free_gb: float = 0.5,
+    resume: str | None = None,
+    recover_partial: bool = False,
 ) -> Path:
     """Record and return the session directory. Any file already closed stays valid."""
     say = progress or (lambda line: None)
@@ -96,6 +137,11 @@ def run_record(
     if rate_hz is not None and not 1.0 <= rate_hz <= 1000.0:
         raise TeleopError(f"--rate {rate_hz:g}: the control rate must be between 1 and 1000 Hz")
     data_root = resolve_data_root(data_dir)
+    resume_root = Path(resume) if resume else None
+    for partial in find_unfinished(data_root):
+        if recover_partial and resume_root is not None and partial.parent == resume_root:
+            continue  # recovered below, once the session is open
+        say(f"unfinished episode {partial}: rebuild it with `teleop recover {partial}`")
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         with RigRuntime(loaded, seed=seed) as runtime:
@@ -107,24 +153,30 @@ def run_record(
                 rate_hz=rate_hz,
                 min_free_gb=min_free_gb,
                 stop_free_gb=stop_free_gb,
+                resume=resume_root,
             )
-            clock = recorder.clock
+            if recover_partial:
+                for out in recover_unfinished(session):
+                    say(f"recovered {out}")
+            runner = EpisodeRunner(recorder, session)
             say(f"session {session.root}")
             try:
                 time.sleep(WARMUP_S)
                 for _ in range(episodes):
-                    result = recorder.record_episode(seconds)
+                    result = runner.record(seconds)
                     say(describe_result(result))
                     if recorder.fault is not None:
                         raise recorder.fault
                     if recorder.write_error is not None:
                         raise recorder.write_error
-                    low = [f for f in result.quality.get("flags", []) if f.startswith("disk_low")]  # type: ignore[union-attr]
-                    if low:
-                        raise DiskSpaceError(f"stopped after episode {result.index}: {low[0]}")
+                    reason = runner.status().stop_reason
+                    if reason is not None and reason.startswith("disk_low"):
+                        raise DiskSpaceError(f"stopped after episode {result.index}: {reason}")
             finally:
-                recorder.stop()
-                session.close(iso_utc(clock.now_utc_ns()))
+                try:
+                    runner.close()
+                finally:
+                    recorder.stop()
     finally:
         signal.signal(signal.SIGTERM, previous)
     return session.root

@@ -6,6 +6,7 @@ fsync, rename, fsync of the directory), so a crash leaves either the old or the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -21,6 +22,8 @@ from teleop.errors import DataRootError
 DATA_DIR_ENV = "TELEOP_DATA_DIR"
 SESSION_FILE = "session.json"
 _ID_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+_EPISODE_NAME = re.compile(r"^episode_(\d+)\.")
+DISCARDED_DIR = "discarded"
 
 
 def resolve_data_root(cli_value: str | None) -> Path:
@@ -118,16 +121,92 @@ class Session:
     def save(self) -> None:
         write_json_atomic(self.root / SESSION_FILE, self.manifest)
 
+    @classmethod
+    def open(cls, root: Path) -> Session:
+        """Reopen an existing session (to resume recording after a restart)."""
+        path = root / SESSION_FILE
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise DataRootError(f"{root}: not a session folder (no {SESSION_FILE})") from None
+        except (OSError, ValueError) as exc:
+            raise DataRootError(f"{path}: unreadable session manifest ({exc})") from None
+        if manifest.get("format") != "teleop-session/1":
+            raise DataRootError(f"{path}: not a teleop session manifest")
+        return cls(root, manifest)
+
+    def _used_numbers(self) -> set[int]:
+        used = {int(e["index"]) for e in self.episodes}
+        for folder in (self.root, self.root / DISCARDED_DIR):
+            for f in folder.glob("episode_*.mcap*"):
+                m = _EPISODE_NAME.match(f.name)
+                if m:
+                    used.add(int(m.group(1)))
+        return used
+
     def next_episode(self) -> tuple[int, Path]:
-        """The next episode number (never reused) and its file path."""
-        used = [e["index"] for e in self.episodes]
-        index = max(used, default=0) + 1
+        """The next episode number and its path: one above every number ever used here.
+
+        Numbers count episodes in the manifest and every episode file on disk (finished,
+        partial or discarded), so a number is never used twice, even after a crash.
+        """
+        index = max(self._used_numbers(), default=0) + 1
         return index, self.root / f"episode_{index:04d}.mcap"
+
+    def entry(self, index: int) -> dict[str, Any]:
+        for e in self.episodes:
+            if e["index"] == index:
+                return e
+        raise KeyError(index)
 
     def add_episode(self, entry: dict[str, Any]) -> None:
         self.episodes.append(entry)
         self.save()
 
+    def set_status(self, index: int, status: str, **fields: Any) -> None:
+        self.entry(index).update(status=status, **fields)
+        self.save()
+
+    def discard(self, index: int) -> Path:
+        """Move an episode's file aside into ``discarded/`` (deleted when the session closes)."""
+        e = self.entry(index)
+        src = self.root / e["file"]
+        dst_dir = self.root / DISCARDED_DIR
+        dst_dir.mkdir(exist_ok=True)
+        dst = dst_dir / e["file"]
+        if src.exists():
+            os.replace(src, dst)
+            fsync_dir(self.root)
+        self.set_status(index, "discarded", file=f"{DISCARDED_DIR}/{e['file']}")
+        return dst
+
+    def unfinished(self) -> list[Path]:
+        """Episode files a crash left behind (``*.mcap.partial``) not yet recovered."""
+        recovered = {e.get("recovered_from") for e in self.episodes}
+        return sorted(
+            p for p in self.root.glob("episode_*.mcap.partial") if p.name not in recovered
+        )
+
     def close(self, closed_utc: str) -> None:
+        """Mark the session closed; discarded episodes are deleted now, as promised."""
+        for e in self.episodes:
+            if e.get("status") == "discarded":
+                f = self.root / e["file"]
+                if f.exists():
+                    f.unlink()
+                e["deleted_at_close"] = True
+        with contextlib.suppress(OSError):
+            (self.root / DISCARDED_DIR).rmdir()
         self.manifest["closed_utc"] = closed_utc
         self.save()
+
+
+def find_unfinished(data_root: Path) -> list[Path]:
+    """Unrecovered partial episodes in every session under ``data_root``."""
+    out: list[Path] = []
+    for manifest in sorted(data_root.glob(f"*/{SESSION_FILE}")):
+        try:
+            out += Session.open(manifest.parent).unfinished()
+        except DataRootError:
+            continue
+    return out

@@ -329,22 +329,3 @@ class Recorder:
         if active is not None and self.disk_guard.below_stop():
             return f"disk_low: {self.disk_guard.describe()}"
         return None
-
-    def record_episode(self, seconds: float) -> EpisodeResult:
-        """Record one episode of ``seconds``; stops early on a fault, a failed write or low disk."""
-        self.start_episode()
-        deadline = time.monotonic() + seconds
-        reason = None
-        while time.monotonic() < deadline:
-            reason = self.stop_reason
-            if reason is not None:
-                break
-            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
-        result = self.stop_episode()
-        if (
-            reason is not None
-            and reason.startswith("disk_low")
-            and isinstance(result.quality.get("flags"), list)
-        ):
-            result.quality["flags"].append(reason)  # type: ignore[union-attr]
-        return result

@@ -56,6 +56,7 @@ SCRIPT = textwrap.dedent(
     from pathlib import Path
     from rigs.spec import load_rig
     from teleop.record_command import start_session
+    from teleop.recording.lifecycle import EpisodeRunner
     from teleop.rig_runtime import RigRuntime
 
     if __name__ == "__main__":
@@ -63,11 +64,12 @@ SCRIPT = textwrap.dedent(
         with RigRuntime(load_rig("sim-bimanual")) as runtime:
             recorder, session = start_session(runtime, data, operator="op", task="t",
                                               rate_hz=None, min_free_gb=0, stop_free_gb=0)
+            runner = EpisodeRunner(recorder, session)
             try:
-                first = recorder.record_episode(1.0)
+                first = runner.record(1.0)
                 # From here on no file of this process may grow past 4 MB (EFBIG).
                 resource.setrlimit(resource.RLIMIT_FSIZE, (4 * 1024 * 1024, resource.RLIM_INFINITY))
-                second = recorder.record_episode(15.0)
+                second = runner.record(15.0)
                 print(first.path)
                 print(second.path)
                 print(recorder.write_error)
