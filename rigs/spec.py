@@ -137,6 +137,24 @@ class Safety(_Strict):
     joint_limit_margin_rad: float = Field(default=0.0, ge=0)
 
 
+class QualityGates(_Strict):
+    """Limits outside which an episode is flagged (the flags say which, with the numbers)."""
+
+    min_rate_fraction: float = Field(
+        default=0.99, gt=0, le=1, description="achieved/requested rate"
+    )
+    max_p99_period_error_ms: float = Field(default=2.0, gt=0)
+    max_joint_samples_lost: int = Field(default=0, ge=0)
+    max_frames_dropped: int = Field(default=0, ge=0, description="per camera, by the recorder")
+    max_frames_missing: int = Field(default=0, ge=0, description="per camera, device gaps")
+    max_duplicate_frames: int = Field(default=3, ge=0, description="per camera")
+    max_skew_ms: float = Field(default=25.0, gt=0, description="frame to nearest joint sample")
+    max_bus_retries: int = Field(default=10, ge=0)
+    max_idle_fraction: float = Field(default=0.8, gt=0, le=1, description="leaders not moving")
+    max_clamp_hits: int = Field(default=1000, ge=0)
+    idle_speed_rad_s: float = Field(default=0.05, gt=0, description="below this a leader is idle")
+
+
 class RigSpec(_Strict):
     """A whole rig."""
 
@@ -146,6 +164,7 @@ class RigSpec(_Strict):
     untested_on_hardware: bool = False
     control_rate_hz: float = Field(default=50.0, ge=1.0, le=1000.0)
     safety: Safety = Safety()
+    quality: QualityGates = QualityGates()
     arms: list[Arm] = Field(min_length=1)
     cameras: list[Camera] = []
 

@@ -1,10 +1,18 @@
-"""What the writer learns about an episode while writing it, and the quality record from it."""
+"""What the writer learns about an episode while writing it, and the quality record from it.
+
+The quality record is stored in the episode (metadata ``quality``) and in session.json. Its
+``flags`` list every gate of the rig's ``[quality]`` table that the episode failed, with the
+numbers, so an operator and QA see why.
+"""
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from rigs.spec import QualityGates
 
 
 @dataclass
@@ -14,10 +22,10 @@ class CameraCounts:
     device_gaps: int = 0  # frames missing in the device's own numbering
     duplicates: int = 0  # frames identical in content to the one before
     first_number: int | None = None
-    last_number: int | None = None
     stamps_backwards: int = 0
     last_stamp_ns: int = 0
-    latencies_ns: list[int] = field(default_factory=list)  # capture -> written
+    capture_ns: array = field(default_factory=lambda: array("q"))  # monotonic capture stamps
+    latencies_ns: array = field(default_factory=lambda: array("q"))  # capture -> written
     events: list[tuple[str, int, str]] = field(default_factory=list)  # (kind, monotonic ns, detail)
 
 
@@ -26,29 +34,46 @@ class EpisodeStats:
     """Accumulated by the writer thread (the only thread that touches it while recording)."""
 
     requested_rate_hz: float
+    idle_speed_rad_s: float = 0.05
     samples_written: int = 0
     first_cycle: int | None = None
     last_cycle: int | None = None
     first_start_ns: int | None = None
     last_start_ns: int | None = None
-    periods_ns: list[int] = field(default_factory=list)
+    sample_ns: array = field(default_factory=lambda: array("q"))  # cycle start times
+    periods_ns: array = field(default_factory=lambda: array("q"))
+    idle_samples: int = 0
     joint_stamps_backwards: int = 0
     cameras: dict[str, CameraCounts] = field(default_factory=dict)
-    bytes_written: int = 0
+    _last_leaders: np.ndarray | None = None
 
     def camera(self, name: str) -> CameraCounts:
         if name not in self.cameras:
             self.cameras[name] = CameraCounts()
         return self.cameras[name]
 
-    def add_sample(self, cycle: int, start_ns: int, period_ns: int) -> None:
+    def add_sample(
+        self, cycle: int, start_ns: int, period_ns: int, leaders_rad: np.ndarray | None = None
+    ) -> None:
+        """One control cycle; ``leaders_rad`` (all leader joints) feeds the idle fraction."""
         if self.first_cycle is None:
             self.first_cycle, self.first_start_ns = cycle, start_ns
         elif period_ns:
             self.periods_ns.append(period_ns)
         if self.last_start_ns is not None and start_ns < self.last_start_ns:
             self.joint_stamps_backwards += 1
+        if leaders_rad is not None:
+            if (
+                self._last_leaders is not None
+                and self.last_start_ns is not None
+                and start_ns > self.last_start_ns
+            ):
+                dt = (start_ns - self.last_start_ns) / 1e9
+                if np.max(np.abs(leaders_rad - self._last_leaders)) / dt < self.idle_speed_rad_s:
+                    self.idle_samples += 1
+            self._last_leaders = leaders_rad
         self.last_cycle, self.last_start_ns = cycle, start_ns
+        self.sample_ns.append(start_ns)
         self.samples_written += 1
 
     def add_camera_event(self, camera: str, kind: str, mono_ns: int, detail: str) -> None:
@@ -58,7 +83,7 @@ class EpisodeStats:
         self,
         camera: str,
         number: int,
-        stamp_ns: int,
+        capture_ns: int,
         *,
         gap_before: int = 0,
         duplicate: bool = False,
@@ -72,10 +97,10 @@ class EpisodeStats:
             c.first_number = number
         else:
             c.device_gaps += gap_before
-        if stamp_ns < c.last_stamp_ns:
+        if capture_ns < c.last_stamp_ns:
             c.stamps_backwards += 1
-        c.last_stamp_ns = stamp_ns
-        c.last_number = number
+        c.last_stamp_ns = capture_ns
+        c.capture_ns.append(capture_ns)
         c.written += 1
 
     # -- summary --------------------------------------------------------------------------
@@ -100,7 +125,7 @@ class EpisodeStats:
         if not self.periods_ns:
             return {"p50": 0.0, "p99": 0.0, "max": 0.0}
         nominal = 1e9 / self.requested_rate_hz
-        err = np.abs(np.asarray(self.periods_ns, dtype=np.float64) - nominal) / 1e6
+        err = np.abs(np.frombuffer(self.periods_ns, dtype=np.int64) - nominal) / 1e6
         return {
             "p50": float(np.percentile(err, 50)),
             "p99": float(np.percentile(err, 99)),
@@ -110,21 +135,48 @@ class EpisodeStats:
     def jitter_ms(self) -> float:
         if len(self.periods_ns) < 2:
             return 0.0
-        return float(np.std(np.asarray(self.periods_ns, dtype=np.float64)) / 1e6)
+        return float(np.std(np.frombuffer(self.periods_ns, dtype=np.int64)) / 1e6)
+
+    def idle_fraction(self) -> float:
+        return self.idle_samples / (self.samples_written - 1) if self.samples_written > 1 else 0.0
+
+    def skew_ms(self, camera: str) -> dict[str, float]:
+        """Distance from each frame's capture time to the nearest joint sample (p50/p99/max).
+
+        Half a control period when both streams flow; large when the joint stream stalled
+        around a frame, or a camera's clock mapping is off.
+        """
+        frames = np.frombuffer(self.camera(camera).capture_ns, dtype=np.int64)
+        joints = np.frombuffer(self.sample_ns, dtype=np.int64)
+        if joints.size:
+            # Frames captured just before the episode's first sample or after its last belong to
+            # the episode's edges, not to a misalignment.
+            frames = frames[(frames >= joints[0]) & (frames <= joints[-1])]
+        if frames.size == 0 or joints.size == 0:
+            return {"p50": 0.0, "p99": 0.0, "max": 0.0}
+        i = (
+            np.clip(np.searchsorted(joints, frames), 1, joints.size - 1)
+            if joints.size > 1
+            else np.zeros_like(frames)
+        )
+        d = np.abs(frames - joints[i])
+        if joints.size > 1:
+            d = np.minimum(d, np.abs(frames - joints[i - 1]))
+        ms = d / 1e6
+        return {
+            k: round(float(v), 3)
+            for k, v in (
+                ("p50", np.percentile(ms, 50)),
+                ("p99", np.percentile(ms, 99)),
+                ("max", ms.max()),
+            )
+        }
 
 
-@dataclass(frozen=True)
-class QualityThresholds:
-    """Limits outside which an episode is flagged (the rig spec will carry these later)."""
-
-    min_rate_fraction: float = 0.99
-    max_p99_period_error_ms: float = 2.0
-
-
-def _ms_percentiles(values_ns: list[int]) -> dict[str, float]:
+def _ms_percentiles(values_ns: array) -> dict[str, float]:
     if not values_ns:
         return {"p50": 0.0, "p99": 0.0}
-    a = np.asarray(values_ns, dtype=np.float64) / 1e6
+    a = np.frombuffer(values_ns, dtype=np.int64) / 1e6
     return {
         "p50": round(float(np.percentile(a, 50)), 3),
         "p99": round(float(np.percentile(a, 99)), 3),
@@ -139,27 +191,40 @@ def quality_record(
     bus_retries: int,
     bus_failed_reads: int,
     clamp_hits: int,
-    thresholds: QualityThresholds = QualityThresholds(),
+    gates: QualityGates | None = None,
 ) -> dict[str, object]:
     """The episode's quality record (numbers and flags); stored in the MCAP and session.json."""
+    g = gates or QualityGates()
     rate = stats.achieved_rate_hz()
     perr = stats.period_error_ms()
+    idle = stats.idle_fraction()
     flags: list[str] = []
-    if rate < thresholds.min_rate_fraction * stats.requested_rate_hz:
+    if rate < g.min_rate_fraction * stats.requested_rate_hz:
         flags.append(
             f"rate_low: {rate:.1f} Hz achieved of {stats.requested_rate_hz:g} Hz requested"
         )
-    if perr["p99"] > thresholds.max_p99_period_error_ms:
-        flags.append(f"jitter_high: p99 period error {perr['p99']:.2f} ms")
-    if stats.samples_lost:
+    if perr["p99"] > g.max_p99_period_error_ms:
+        flags.append(
+            f"jitter_high: p99 period error {perr['p99']:.2f} ms > {g.max_p99_period_error_ms:g} ms"
+        )
+    if stats.samples_lost > g.max_joint_samples_lost:
         flags.append(f"samples_lost: {stats.samples_lost}")
     if stats.joint_stamps_backwards:
         flags.append(f"stamps_backwards: joint x{stats.joint_stamps_backwards}")
+    if bus_failed_reads:
+        flags.append(f"bus_errors: {bus_failed_reads} failed reads")
+    if bus_retries > g.max_bus_retries:
+        flags.append(f"bus_retries: {bus_retries} > {g.max_bus_retries}")
+    if idle > g.max_idle_fraction:
+        flags.append(f"idle: leaders still {idle:.0%} of the episode")
+    if clamp_hits > g.max_clamp_hits:
+        flags.append(f"clamp_hits: {clamp_hits} > {g.max_clamp_hits}")
     cams: dict[str, dict[str, object]] = {}
     start_ns = stats.first_start_ns or 0
     duration = stats.duration_s
     for name in sorted(set(stats.cameras) | set(camera_fps or {})):
         c = stats.camera(name)
+        skew = stats.skew_ms(name)
         events = [
             {"kind": kind, "t_s": round((t - start_ns) / 1e9, 3), "detail": detail}
             for kind, t, detail in c.events
@@ -172,29 +237,35 @@ def quality_record(
             "duplicates": c.duplicates,
             "stamps_backwards": c.stamps_backwards,
             "latency_ms": _ms_percentiles(c.latencies_ns),
+            "skew_ms": skew,
             "events": events,
         }
-        if c.dropped:
+        if c.dropped > g.max_frames_dropped:
             flags.append(f"frames_dropped: {name} x{c.dropped}")
-        if c.device_gaps:
+        if c.device_gaps > g.max_frames_missing:
             flags.append(f"frames_missing: {name} x{c.device_gaps}")
+        if c.duplicates > g.max_duplicate_frames:
+            flags.append(f"frames_duplicated: {name} x{c.duplicates}")
+        if c.stamps_backwards:
+            flags.append(f"stamps_backwards: {name} x{c.stamps_backwards}")
+        if skew["max"] > g.max_skew_ms:
+            flags.append(f"skew_high: {name} {skew['max']:.1f} ms > {g.max_skew_ms:g} ms")
         for e in events:
             if e["kind"] in ("camera_stopped", "camera_frozen"):
                 flags.append(f"{e['kind']}: {name} at {e['t_s']:.2f} s")
         fps = (camera_fps or {}).get(name)
         if fps and duration > 1.0 and c.written < 0.9 * fps * duration:
             flags.append(f"frames_low: {name} wrote {c.written} of ~{fps * duration:.0f}")
-    if bus_failed_reads:
-        flags.append(f"bus_errors: {bus_failed_reads} failed reads")
     return {
         "requested_rate_hz": stats.requested_rate_hz,
         "achieved_rate_hz": round(rate, 3),
-        "duration_s": round(stats.duration_s, 3),
+        "duration_s": round(duration, 3),
         "period_error_ms": {k: round(v, 4) for k, v in perr.items()},
         "jitter_ms": round(stats.jitter_ms(), 4),
         "overruns": overruns,
         "joint_samples": stats.samples_written,
         "joint_samples_lost": stats.samples_lost,
+        "idle_fraction": round(idle, 3),
         "cameras": cams,
         "bus_retries": bus_retries,
         "bus_failed_reads": bus_failed_reads,

@@ -268,7 +268,9 @@ class Recorder:
         thread, writer, path, index = ep.thread, ep.writer, ep.path, ep.index
         assert self.session is not None
         fps = {name: float(cam.spec.fps) for name, cam in self.runtime.cameras.items()}
-        quality = quality_record(thread.stats, camera_fps=fps, **delta)
+        quality = quality_record(
+            thread.stats, camera_fps=fps, gates=self.runtime.spec.quality, **delta
+        )
         if self.control.fault is not None:
             quality["flags"] = [*quality["flags"], f"fault: {self.control.fault}"]  # type: ignore[misc]
         try:

@@ -15,6 +15,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+import numpy as np
+
 from rigs.cameras.base import Intrinsics
 from rigs.spec import RigSpec
 from teleop.clock import SessionClock
@@ -45,7 +47,8 @@ class EpisodeWriterThread:
     ):
         self.writer = writer
         self.clock = clock
-        self.stats = EpisodeStats(requested_rate_hz=rig.control_rate_hz)
+        self.stats = EpisodeStats(rig.control_rate_hz, rig.quality.idle_speed_rad_s)
+        self._leaders = [a.name for a in rig.leaders]
         self.error: BaseException | None = None
         self._intrinsics = intrinsics
         self._diagnostics = diagnostics
@@ -169,7 +172,8 @@ class EpisodeWriterThread:
             w.write_joint_state(
                 f"/{follower}/joint_commands", cmd_utc, cmd_utc, names, s.commands_rad[follower]
             )
-        self.stats.add_sample(s.cycle, s.start_ns, s.period_ns)
+        leaders = np.concatenate([s.arms[name].reading.position_rad for name in self._leaders])
+        self.stats.add_sample(s.cycle, s.start_ns, s.period_ns, leaders)
 
     def _write_frame(self, f: EncodedFrame) -> None:
         utc = self.clock.to_utc_ns
@@ -208,7 +212,7 @@ class EpisodeWriterThread:
         self.stats.add_frame(
             f.camera,
             f.frame_number,
-            stamp,
+            f.capture_ns,
             gap_before=f.gap_before,
             duplicate=f.duplicate,
             latency_ns=time.monotonic_ns() - f.capture_ns,
