@@ -124,3 +124,84 @@ def run_bench_record(
     with tempfile.TemporaryDirectory(prefix="teleop-bench-") as tmp:
         for rate in rates:
             out(format_result(bench_one(rig, rate, seconds, Path(tmp))))
+
+
+def _independent_read(path: Path) -> tuple[bool, str]:
+    """Read every message with a reader that is not ours: rosbags if installed, else mcap's."""
+    try:
+        from rosbags.highlevel import AnyReader
+    except ImportError:
+        from mcap.reader import make_reader
+
+        with open(path, "rb") as f:
+            n = sum(1 for _ in make_reader(f).iter_messages())
+        return True, f"mcap reader: {n} messages"
+    try:
+        with AnyReader([path]) as reader:
+            n = 0
+            for conn, _t, raw in reader.messages():
+                reader.deserialize(raw, conn.msgtype)
+                n += 1
+        return True, f"rosbags: {n} messages"
+    except Exception as exc:  # a benchmark reports failures, it does not stop at them
+        return False, f"rosbags failed: {exc}"
+
+
+def bench_crash_trial(rig: str, data_root: Path, kill_after_s: float) -> dict[str, object]:
+    """Record, kill -9 the whole process group mid-episode, recover, read independently."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from teleop.episode.reader import summarize
+    from teleop.episode.recover import recover
+
+    before = set(data_root.glob("*/"))
+    cmd = [sys.executable, "-m", "teleop.cli", "record", "--rig", rig, "--operator", "bench",
+           "--task", "crash", "--episodes", "1", "--seconds", "600", "--data-dir", str(data_root),
+           "--min-free-gb", "0", "--quiet"]  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+    )
+    partial = None
+    deadline = time.monotonic() + 60
+    while partial is None and time.monotonic() < deadline:
+        found = [p for p in data_root.glob("*/episode_0001.mcap.partial") if p.parent not in before]
+        partial = found[0] if found else None
+        time.sleep(0.02)
+    if partial is None:
+        proc.kill()
+        raise RuntimeError(f"recording did not start: {proc.stderr.read().decode()[-500:]}")
+    time.sleep(kill_after_s)
+    kill_utc_ns = time.time_ns()
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    report = recover(partial)
+    s = summarize(report.output)
+    lost_s = (kill_utc_ns - s.end_ns) / 1e9
+    ok, how = _independent_read(report.output)
+    return {"kill_after_s": kill_after_s, "recorded_s": s.duration_s, "lost_s": lost_s,
+            "messages": report.messages, "readable": ok, "reader": how}  # fmt: skip
+
+
+def run_bench_crash(*, rig: str, trials: int, seed: int, out: Callable[[str], None]) -> None:
+    import random
+
+    rnd = random.Random(seed)
+    out(f"teleop bench crash: rig {rig}, {trials} trials of kill -9 during recording")
+    lost: list[float] = []
+    readable = 0
+    with tempfile.TemporaryDirectory(prefix="teleop-crash-") as tmp:
+        for i in range(trials):
+            r = bench_crash_trial(rig, Path(tmp), rnd.uniform(1.0, 6.0))
+            lost.append(float(r["lost_s"]))  # type: ignore[arg-type]
+            readable += bool(r["readable"])
+            out(
+                f"  trial {i + 1}: killed {r['kill_after_s']:.2f} s in, recovered {r['recorded_s']:.2f} s "
+                f"({r['messages']} messages), lost {r['lost_s']:.2f} s, {r['reader']}"
+            )
+    out(
+        f"recoverable and readable: {readable}/{trials}; seconds lost: "
+        f"mean {sum(lost) / len(lost):.2f}, max {max(lost):.2f}"
+    )

@@ -65,6 +65,13 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_crash(args: argparse.Namespace) -> int:
+    from teleop.bench import run_bench_crash
+
+    run_bench_crash(rig=args.rig, trials=args.trials, seed=args.seed, out=print)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="teleop", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"teleop {__version__}")
@@ -120,6 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     br.add_argument("--seconds", type=float, default=60.0)
     br.add_argument("--rates", default="50,100,200", help="comma-separated control rates in Hz")
     br.set_defaults(func=_bench)
+    bc = bsub.add_parser("crash", help="kill -9 during recording N times; recover; report loss")
+    bc.add_argument("--rig", default="sim-bimanual")
+    bc.add_argument("--trials", type=int, default=10)
+    bc.add_argument("--seed", type=int, default=0)
+    bc.set_defaults(func=_bench_crash)
     return p
 
 
