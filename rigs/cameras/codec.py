@@ -63,3 +63,19 @@ def decode_depth_png(data: bytes) -> np.ndarray:
     if img.dtype != np.uint16 or img.ndim != 2:
         raise CodecError(f"PNG is not 16-bit single-channel depth (got {img.dtype} {img.shape})")
     return img
+
+
+def encode_png(bgr: np.ndarray) -> bytes:
+    """Lossless PNG of a colour image (snapshots for people to look at)."""
+    ok, buf = cv2.imencode(".png", bgr)
+    if not ok:
+        raise CodecError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def depth_preview(depth_u16: np.ndarray, max_mm: int = 2000) -> np.ndarray:
+    """A false-colour BGR picture of a depth image (near = warm), for snapshots and previews."""
+    scaled = np.clip(depth_u16.astype(np.float32) * (255.0 / max_mm), 0, 255).astype(np.uint8)
+    out = cv2.applyColorMap(255 - scaled, cv2.COLORMAP_JET)
+    out[depth_u16 == 0] = 0
+    return out

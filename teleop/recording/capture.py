@@ -25,7 +25,7 @@ from teleop.worker import Worker
 log = logging.getLogger(__name__)
 
 # A camera event: (camera name, kind, detail, monotonic ns). Kinds: camera_stopped,
-# camera_resumed, camera_frozen, camera_unfrozen.
+# camera_resumed, camera_frozen, camera_unfrozen, frames_missing.
 CameraEvent = tuple[str, str, str, int]
 
 
@@ -115,6 +115,7 @@ class CaptureThread(Worker):
             if last_number is not None and frame.frame_number > last_number + 1:
                 gap = frame.frame_number - last_number - 1
                 self.stats.frame_gaps += gap
+                self._event("frames_missing", f"{gap} frames missing before #{frame.frame_number}")
             last_number = frame.frame_number
             signature = content_signature(frame.color)
             duplicate = signature == last_signature

@@ -81,7 +81,7 @@ class Recorder:
             for name, cam in runtime.cameras.items()
         }
         self._active: EpisodeWriterThread | None = None
-        self._diag_last: dict[str, tuple[int, int]] = {}
+        self._diag_last: dict[str, tuple[int, int, int]] = {}
         self.write_error: EpisodeWriteFailed | None = None
         self.disk_guard = DiskGuard(Path("."))
         self._episode: _OpenEpisode | None = None
@@ -158,16 +158,22 @@ class Recorder:
         now = time.monotonic_ns()
         for name, cap in self.captures.items():
             st = cap.stats
-            before_n, before_t = self._diag_last.get(name, (st.captured, now))
+            before_n, before_t, before_gaps = self._diag_last.get(
+                name, (st.captured, now, st.frame_gaps)
+            )
             fps = (st.captured - before_n) / ((now - before_t) / 1e9) if now > before_t else 0.0
-            self._diag_last[name] = (st.captured, now)
+            new_gaps = st.frame_gaps - before_gaps
+            self._diag_last[name] = (st.captured, now, st.frame_gaps)
             dropped = active.stats.camera(name).dropped if active else 0
             if cap.error is not None:
                 level, msg = 2, f"stopped: {cap.error}"
             elif cap.frozen:
                 level, msg = 2, "frozen: identical frames"
-            elif dropped or st.frame_gaps:
-                level, msg = 1, "frames lost"
+            elif new_gaps:
+                level, msg = (
+                    1,
+                    f"{new_gaps} frames missing in the last {(now - before_t) / 1e9:.1f} s",
+                )
             else:
                 level, msg = 0, "ok"
             values = {

@@ -73,7 +73,7 @@ def _edit(old: str, new: str) -> str:
         (
             'driver = "synthetic"',
             'driver = "kinect"',
-            "cameras[0].driver",
+            "cameras[2].driver",
             "'synthetic', 'realsense' or 'opencv'",
         ),
         ("fps = 30", "fps = 0", "cameras[0].fps", "greater than or equal to 1"),

@@ -27,8 +27,10 @@ def world():
 
 
 def camera_spec(name: str = "overhead", **changes):
+    # The preset's overhead camera is a virtual RealSense; the same view as a synthetic camera.
     spec = next(c for c in RIG.cameras if c.name == name)
-    return spec.model_copy(update=changes)
+    base = {"driver": "synthetic", "serial": None, "depth": False}
+    return spec.model_copy(update={**base, **changes})
 
 
 def make(world, name: str = "overhead", **changes) -> SyntheticCamera:

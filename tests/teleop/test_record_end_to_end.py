@@ -110,8 +110,10 @@ def test_rosbags_reads_the_file_unchanged(session: Path):
             seen.add(conn.topic)
             if conn.msgtype == "sensor_msgs/msg/JointState":
                 assert list(msg.name)[-1] == "gripper" and len(msg.position) == 7
-            if conn.msgtype == "sensor_msgs/msg/CompressedImage":
+            if conn.topic.endswith("/color/compressed"):
                 assert msg.format == "jpeg" and bytes(msg.data[:2]) == b"\xff\xd8"
+            if conn.topic.endswith("/depth"):
+                assert msg.format.startswith("16UC1") and bytes(msg.data[1:4]) == b"PNG"
         assert seen == set(topics)
 
 
