@@ -120,6 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("-o", "--output", help="output path (default: the name without .partial)")
     rc.set_defaults(func=_recover)
 
+    from teleop import cameras_command
+
+    cameras_command.add_parser(sub)
+
     b = sub.add_parser("bench", help="benchmarks that print figures")
     bsub = b.add_subparsers(dest="bench", required=True, metavar="BENCH")
     br = bsub.add_parser("record", help="record on the virtual rig at several rates and report")
