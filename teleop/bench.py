@@ -13,7 +13,8 @@ from pathlib import Path
 
 import psutil
 
-from rigs.spec import load_rig
+from rigs.spec import LoadedRig, load_rig
+from rigs.virtual.video import write_view_video
 from teleop.record_command import start_session
 from teleop.recording.lifecycle import EpisodeRunner
 from teleop.rig_runtime import RigRuntime
@@ -55,8 +56,37 @@ def _cpu_seconds(procs: list[psutil.Process]) -> float:
     return total
 
 
-def bench_one(rig: str, rate_hz: float, seconds: float, data_root: Path) -> dict[str, object]:
+def with_uvc_files(loaded: LoadedRig, folder: Path) -> LoadedRig:
+    """The rig with its synthetic cameras replaced by OpenCV cameras playing rendered video files.
+
+    No virtual V4L2 device exists without a kernel module, so the UVC path is measured on
+    files: the same driver, decoding and pacing as a webcam, fed from disk.
+    """
+    cameras = []
+    for cam in loaded.spec.cameras:
+        if cam.driver == "synthetic" and cam.view is not None:
+            video = write_view_video(loaded.spec, cam.view, folder / f"{cam.name}.avi",
+                                     width=cam.width, height=cam.height, fps=cam.fps)  # fmt: skip
+            cam = cam.model_copy(
+                update={"driver": "opencv", "path": str(video), "loop": True, "view": None}
+            )
+        cameras.append(cam)
+    spec = loaded.spec.model_copy(update={"cameras": cameras})
+    return LoadedRig(
+        spec=spec,
+        source=f"{loaded.source} (UVC cameras on video files)",
+        toml_text=loaded.toml_text,
+    )
+
+
+def bench_one(
+    rig: str, rate_hz: float, seconds: float, data_root: Path, *, uvc_files: bool = False
+) -> dict[str, object]:
     loaded = load_rig(rig)
+    if uvc_files:
+        videos = data_root / "videos"
+        videos.mkdir(exist_ok=True)
+        loaded = with_uvc_files(loaded, videos)
     with RigRuntime(loaded) as runtime:
         recorder, session = start_session(
             runtime, data_root, operator="bench", task="bench", rate_hz=rate_hz
@@ -73,6 +103,7 @@ def bench_one(rig: str, rate_hz: float, seconds: float, data_root: Path) -> dict
                 cpu1, wall1 = _cpu_seconds(procs), time.monotonic()
                 rss1 = me.memory_info().rss
             captured = {n: c.stats.captured for n, c in recorder.captures.items()}
+            drivers = {n: c.camera.spec.driver for n, c in recorder.captures.items()}
         finally:
             runner.close()
             recorder.stop()
@@ -89,6 +120,7 @@ def bench_one(rig: str, rate_hz: float, seconds: float, data_root: Path) -> dict
         "mb_per_s": size / 2**20 / wall,
         "file_mb": size / 2**20,
         "captured_total": captured,
+        "drivers": drivers,
     }
 
 
@@ -104,9 +136,12 @@ def format_result(r: dict[str, object]) -> str:
         f"  joint samples: {q['joint_samples']} written, {q['joint_samples_lost']} lost",
     ]
     for name, c in q["cameras"].items():
+        lat, skew = c["latency_ms"], c["skew_ms"]
         lines.append(
-            f"  camera {name}: written {c['written']}, dropped {c['dropped']}, "
-            f"device gaps {c['device_gaps']}"
+            f"  camera {name} ({r['drivers'][name]}): {c['fps']:.2f} fps, written {c['written']}, "
+            f"dropped {c['dropped']}, device gaps {c['device_gaps']}, duplicates {c['duplicates']}; "
+            f"capture->write ms p50 {lat['p50']:.1f} p99 {lat['p99']:.1f}; "
+            f"skew to joints ms p50 {skew['p50']:.1f} max {skew['max']:.1f}"
         )
     lines.append(
         f"  CPU {r['cpu_percent']:.0f} % of one core (app + virtual rig, {r['cpu_cores']} cores), "

@@ -61,7 +61,9 @@ def _bench(args: argparse.Namespace) -> int:
     from teleop.bench import run_bench_record
 
     rates = [float(r) for r in args.rates.split(",")]
-    run_bench_record(rig=args.rig, seconds=args.seconds, rates=rates, out=print)
+    run_bench_record(
+        rig=args.rig, seconds=args.seconds, rates=rates, out=print, uvc_files=args.uvc_files
+    )
     return 0
 
 
@@ -130,6 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     br.add_argument("--rig", default="sim-bimanual")
     br.add_argument("--seconds", type=float, default=60.0)
     br.add_argument("--rates", default="50,100,200", help="comma-separated control rates in Hz")
+    br.add_argument(
+        "--uvc-files",
+        action="store_true",
+        help="replace the synthetic wrist cameras by OpenCV cameras playing rendered video files",
+    )
     br.set_defaults(func=_bench)
     bc = bsub.add_parser("crash", help="kill -9 during recording N times; recover; report loss")
     bc.add_argument("--rig", default="sim-bimanual")
