@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Set up teleop on a fresh Debian machine (Python 3.11) and run it.
-#   bash setup.sh demo   install everything, record two episodes on the virtual rig, inspect one
+#   bash setup.sh demo   install everything, calibrate and check the virtual rig, record two
+#                        episodes on it, inspect one
 #   bash setup.sh test   install everything, then lint, check layers and run the test suite
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -43,6 +44,9 @@ install() {
 case "${1:-}" in
   demo)
     install
+    # Calibrate the virtual rig (its scripted hands do the moves), check it, then record.
+    .venv/bin/teleop calibrate --rig sim-bimanual --all --yes --operator demo >/dev/null
+    .venv/bin/teleop doctor --rig sim-bimanual
     session=$(.venv/bin/teleop record --rig sim-bimanual --operator demo --task pick_place \
       --episodes 2 --seconds 10)
     echo "recorded: $session"

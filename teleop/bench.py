@@ -161,6 +161,19 @@ def run_bench_record(
             out(format_result(bench_one(rig, rate, seconds, Path(tmp))))
 
 
+def _calibrate_quietly(rig: str, data_root: Path) -> None:
+    """Calibrate every arm of a virtual rig into ``data_root`` (recording requires it)."""
+    import io
+
+    from teleop.calibration_command import run_calibrate
+
+    spec = load_rig(rig).spec
+    arms = [a.name for a in spec.arms]
+    run_calibrate(
+        rig, arms=arms, yes=True, operator="bench", data_dir=str(data_root), out=io.StringIO()
+    )
+
+
 def _independent_read(path: Path) -> tuple[bool, str]:
     """Read every message with a reader that is not ours: rosbags if installed, else mcap's."""
     try:
@@ -228,6 +241,7 @@ def run_bench_crash(*, rig: str, trials: int, seed: int, out: Callable[[str], No
     lost: list[float] = []
     readable = 0
     with tempfile.TemporaryDirectory(prefix="teleop-crash-") as tmp:
+        _calibrate_quietly(rig, Path(tmp))
         for i in range(trials):
             r = bench_crash_trial(rig, Path(tmp), rnd.uniform(1.0, 6.0))
             lost.append(float(r["lost_s"]))  # type: ignore[arg-type]

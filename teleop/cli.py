@@ -34,6 +34,7 @@ def _record(args: argparse.Namespace) -> int:
         stop_free_gb=args.stop_free_gb,
         resume=args.resume,
         recover_partial=args.recover_unfinished,
+        allow_uncalibrated=args.uncalibrated,
     )
     print(session_dir)
     return 0
@@ -92,6 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="print only the session directory")
     r.add_argument("--resume", metavar="SESSION_DIR", help="continue an existing session")
     r.add_argument(
+        "--uncalibrated",
+        action="store_true",
+        help="record without calibration records (identity mapping; every episode flagged)",
+    )
+    r.add_argument(
         "--recover-unfinished",
         action="store_true",
         help="with --resume: rebuild the session's crash-truncated episodes first",
@@ -122,9 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("-o", "--output", help="output path (default: the name without .partial)")
     rc.set_defaults(func=_recover)
 
-    from teleop import cameras_command
+    from teleop import calibration_command, cameras_command, doctor
 
     cameras_command.add_parser(sub)
+    calibration_command.add_parser(sub)
+    doctor.add_parser(sub)
 
     b = sub.add_parser("bench", help="benchmarks that print figures")
     bsub = b.add_subparsers(dest="bench", required=True, metavar="BENCH")

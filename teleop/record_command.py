@@ -8,12 +8,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from calibration.checks import DEFAULT_POSE_DELTA_RAD
 from rigs.spec import load_rig
 from teleop.clock import SessionClock, iso_utc
 from teleop.episode.recover import recover
 from teleop.errors import TeleopError
 from teleop.recording.disk import DiskGuard, DiskSpaceError
 from teleop.recording.lifecycle import EpisodeRunner
+from teleop.recording.preflight import Calibration, load_calibration
 from teleop.recording.recorder import EpisodeResult, Recorder
 from teleop.rig_runtime import RigRuntime
 from teleop.session import Session, find_unfinished, resolve_data_root
@@ -47,6 +49,8 @@ def start_session(
     min_free_gb: float = 2.0,
     stop_free_gb: float = 0.5,
     resume: Path | None = None,
+    allow_uncalibrated: bool = False,
+    max_pose_delta_rad: float = DEFAULT_POSE_DELTA_RAD,
 ) -> tuple[Recorder, Session]:
     """Start the control loop and cameras, then create the session folder.
 
@@ -58,8 +62,18 @@ def start_session(
         existing = existing.parent
     guard = DiskGuard(existing, int(min_free_gb * 1024**3), int(stop_free_gb * 1024**3))
     guard.check_can_start()  # before anything moves or any folder is made
+
+    def calibration() -> Calibration:
+        return load_calibration(runtime.spec, data_root, allow_uncalibrated=allow_uncalibrated)
+
     clock = SessionClock.measure()
-    recorder = Recorder(runtime, clock, rate_hz=rate_hz)
+    recorder = Recorder(
+        runtime,
+        clock,
+        rate_hz=rate_hz,
+        calibration=calibration,
+        max_pose_delta_rad=max_pose_delta_rad,
+    )
     recorder.start()
     try:
         if resume is not None:
@@ -130,6 +144,7 @@ def run_record(
     stop_free_gb: float = 0.5,
     resume: str | None = None,
     recover_partial: bool = False,
+    allow_uncalibrated: bool = False,
 ) -> Path:
     """Record and return the session directory. Any file already closed stays valid."""
     say = progress or (lambda line: None)
@@ -154,6 +169,7 @@ def run_record(
                 min_free_gb=min_free_gb,
                 stop_free_gb=stop_free_gb,
                 resume=resume_root,
+                allow_uncalibrated=allow_uncalibrated,
             )
             if recover_partial:
                 for out in recover_unfinished(session):

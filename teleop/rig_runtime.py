@@ -56,7 +56,8 @@ class RigRuntime:
         spec = self.spec
         resources: dict[str, Any] = {"rig": spec}
         if spec.virtual:
-            self.virtual = VirtualRig(spec, seed=self.seed)
+            # The scripted operator keeps still until recording starts, as a person waits for go.
+            self.virtual = VirtualRig(spec, seed=self.seed, hold_operator=True)
             self._stack.callback(self.virtual.close)
             self.virtual.start()
             resources["world"] = self.virtual.world

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from calibration.records import CalibrationError
 from rigs.cameras.base import CameraError
 from rigs.dynamixel.bus import BusError
 from rigs.spec import RigSpecError
+from rigs.virtual.launcher import VirtualRigError
 from teleop.episode.reader import EpisodeReadError
 from teleop.errors import TeleopError
 
-EXPECTED = (RigSpecError, BusError, CameraError, EpisodeReadError, TeleopError)
+EXPECTED = (
+    RigSpecError,
+    BusError,
+    CameraError,
+    CalibrationError,
+    VirtualRigError,
+    EpisodeReadError,
+    TeleopError,
+)
 
 
 def describe(exc: BaseException) -> str:

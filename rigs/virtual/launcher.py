@@ -15,16 +15,28 @@ import multiprocessing as mp
 import threading
 import time
 import weakref
+import zlib
+from collections.abc import Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
 from rigs.dynamixel.control_table import HardwareError
 from rigs.spec import RigSpec
 from rigs.virtual import server
-from rigs.virtual.servo_chain import ServoState, TorqueWrite
+from rigs.virtual.servo_chain import ArmTruth, MountingKind, ServoState, TorqueWrite, arm_truth
 from rigs.virtual.world import SharedWorld, WorldLayout
 
 log = logging.getLogger(__name__)
+
+# How the virtual servos sit in their joints unless a caller says otherwise. "ideal" keeps
+# leader and follower readings equal (an uncalibrated identity mapping then works);
+# "seeded" gives every servo an offset and direction that only a calibration recovers.
+DEFAULT_MOUNTING: MountingKind = "seeded"
+
+
+def mounting_seed_for(spec: RigSpec) -> int:
+    """The seed of a rig's virtual hardware build: fixed per rig id, like a physical build."""
+    return zlib.crc32(spec.id.encode())
 
 
 class VirtualRigError(RuntimeError):
@@ -65,7 +77,13 @@ class VirtualRig:
 
     Options: ``grasp_objects`` puts an object in each follower gripper while the operator
     holds one (the gripper stalls on it); ``time_constant_s`` is the followers' tracking lag;
-    ``reboot_time_s`` is how long a rebooted servo stays silent.
+    ``reboot_time_s`` is how long a rebooted servo stays silent. ``mounting`` (``ideal`` or
+    ``seeded``, default :data:`DEFAULT_MOUNTING`) and ``mounting_seed`` (default: from the rig
+    id, so every start of the same rig is the same hardware) say how the servos sit in their
+    joints; :attr:`truth` tells tests what a calibration should find. ``hold_operator`` starts
+    the scripted operator holding the leaders still (as a person does before a recording
+    starts) until :meth:`hold_operator` releases them. ``calibration_speed_rad_s`` and
+    ``calibration_hold_s`` pace the calibration moves (:meth:`calibration_move`).
     """
 
     def __init__(
@@ -78,15 +96,27 @@ class VirtualRig:
         grasp_objects: bool = True,
         time_constant_s: float = 0.045,
         reboot_time_s: float = 0.05,
+        mounting: MountingKind | None = None,
+        mounting_seed: int | None = None,
+        hold_operator: bool = False,
+        calibration_speed_rad_s: float = 30.0,
+        calibration_hold_s: float = 0.15,
     ) -> None:
         self.spec = spec
         self.seed = seed
         self.start_timeout_s = start_timeout_s
         self.request_timeout_s = request_timeout_s
+        self.mounting: MountingKind = mounting or DEFAULT_MOUNTING
+        self.mounting_seed = mounting_seed_for(spec) if mounting_seed is None else mounting_seed
         self._options = {
             "grasp_objects": grasp_objects,
             "time_constant_s": time_constant_s,
             "reboot_time_s": reboot_time_s,
+            "mounting": self.mounting,
+            "mounting_seed": self.mounting_seed,
+            "hold_operator": hold_operator,
+            "calibration_speed_rad_s": calibration_speed_rad_s,
+            "calibration_hold_s": calibration_hold_s,
         }
         self.ports: dict[str, str] = {}
         self.world: SharedWorld | None = None
@@ -231,3 +261,46 @@ class VirtualRig:
         """Per motor id: torque, mode, goal and present ticks, hardware error, counters."""
         raw = self._request("states", arm)
         return {int(i): ServoState(**s) for i, s in raw.items()}
+
+    # -- calibration ------------------------------------------------------------------------
+    @property
+    def truth(self) -> dict[str, ArmTruth]:
+        """Per arm: how its servos are mounted and how far its joints travel (for tests)."""
+        return {a.name: arm_truth(a, self.mounting, self.mounting_seed) for a in self.spec.arms}
+
+    def hold_operator(self, hold: bool = True, arm: str | None = None) -> None:
+        """Make the scripted operator hold ``arm`` (every leader if None) still, or resume."""
+        self._request("hold_operator", arm, bool(hold))
+
+    def calibration_move(
+        self,
+        arm: str,
+        action: str,
+        *,
+        joint: str | None = None,
+        angles: Sequence[float] | None = None,
+    ) -> float:
+        """Hands move ``arm`` through one calibration step; returns when it ends.
+
+        ``action``: ``pose`` (every joint to ``angles``, joint frame: the reference pose),
+        ``sweep`` (``joint`` to its positive end of travel, its negative end, back), ``open``
+        or ``close`` (the gripper). A leader's scripted operator waits meanwhile; a follower is
+        moved as a person moves a torque-off arm. The time is ``time.monotonic()`` (system-wide,
+        so the caller compares it with its own clock). Moves queue behind each other.
+        """
+        return float(
+            self._request(
+                "calibration_move",
+                arm,
+                action,
+                joint,
+                None if angles is None else [float(a) for a in angles],
+            )
+        )
+
+    def calibration_end(self, arm: str) -> float:
+        """The hands put ``arm`` back where they took it and let go; returns when that is done.
+
+        A leader then continues its scripted motion from where it paused.
+        """
+        return float(self._request("calibration_end", arm))

@@ -236,3 +236,140 @@ class ScriptedOperator:
         """While holding: the gripper angle at which the object stops a follower's gripper."""
         seg = self._segment(max(0.0, float(t_s)))
         return seg.object_rad if seg.phase in _HOLD_PHASES else None
+
+
+# --- calibration: a person moving one arm through the calibration steps ---------------------
+
+
+@dataclass(frozen=True)
+class _Move:
+    start_s: float
+    end_s: float
+    q0: np.ndarray
+    q1: np.ndarray
+
+
+class CalibrationMoves:
+    """The hands that move one arm through a calibration, step by step, as a function of time.
+
+    A calibrating person (a) holds a reference pose, (b) sweeps each joint to its positive end
+    of travel, then its negative end, then back, and (c) opens and closes the gripper. Moves
+    are minimum-jerk and exact (no tremor: the procedure reads offsets at the held pose); each
+    end of a sweep is held still for ``hold_s`` so a reader polling the bus sees it.
+    Each :meth:`move` starts when the previous one has ended (or at ``now_s``, if later) and
+    returns when it will end; after the last move the arm stays where it was left.
+
+    ``stop_min_rad``/``stop_max_rad`` are the ends of travel and ``gripper_open_rad``/
+    ``gripper_closed_rad`` the gripper's open and closed angles (joint frame), as the arm is
+    built; ``start_rad`` is where the arm is when the hands take it.
+    """
+
+    def __init__(
+        self,
+        names: list[str],
+        start_rad: np.ndarray,
+        start_s: float,
+        *,
+        stop_min_rad: np.ndarray,
+        stop_max_rad: np.ndarray,
+        gripper: str | None = None,
+        gripper_open_rad: float | None = None,
+        gripper_closed_rad: float | None = None,
+        speed_rad_s: float = 30.0,
+        hold_s: float = 0.15,
+    ) -> None:
+        self.names = list(names)
+        self.start_rad = np.array(start_rad, dtype=float)
+        self.stop_min_rad = np.asarray(stop_min_rad, dtype=float)
+        self.stop_max_rad = np.asarray(stop_max_rad, dtype=float)
+        self._gripper = self.names.index(gripper) if gripper is not None else None
+        self.gripper_open_rad = gripper_open_rad
+        self.gripper_closed_rad = gripper_closed_rad
+        self.speed_rad_s = float(speed_rad_s)
+        self.hold_s = float(hold_s)
+        self._moves: list[_Move] = []
+        self._starts: list[float] = []
+        self._end_s = float(start_s)
+        self._pose = self.start_rad.copy()
+
+    @property
+    def end_s(self) -> float:
+        """When the last planned move (and its hold) ends."""
+        return self._end_s
+
+    @property
+    def pose_rad(self) -> np.ndarray:
+        """Where the arm will be once every planned move has ended."""
+        return self._pose.copy()
+
+    def _to(self, q1: np.ndarray, hold_s: float) -> None:
+        q0 = self._pose
+        distance = float(np.max(np.abs(q1 - q0))) if len(q0) else 0.0
+        duration = max(0.02, distance / self.speed_rad_s * _MIN_JERK_PEAK)
+        for a, b, q_from, q_to in (
+            (self._end_s, self._end_s + duration, q0, q1),
+            (self._end_s + duration, self._end_s + duration + hold_s, q1, q1),
+        ):
+            self._moves.append(_Move(a, b, q_from, q_to.copy()))
+            self._starts.append(a)
+        self._end_s += duration + hold_s
+        self._pose = q1.copy()
+
+    def move(
+        self,
+        action: str,
+        now_s: float,
+        *,
+        joint: str | None = None,
+        angles: np.ndarray | list[float] | None = None,
+    ) -> float:
+        """Plan one step; returns when it ends (same clock as ``now_s``).
+
+        ``action``: ``pose`` (every joint to ``angles``; the reference pose is one),
+        ``sweep`` (``joint`` to its positive end, its negative end, back), ``open``/``close``
+        (the gripper), ``return`` (back to where the hands took the arm).
+        """
+        self._end_s = max(self._end_s, float(now_s))
+        q = self._pose.copy()
+        # The arm stays where a move leaves it, so only the ends of a sweep need a long hold
+        # (a reader must catch them); other poses settle for a moment.
+        settle_s = min(self.hold_s, 0.03)
+        if action == "pose":
+            if angles is None or len(angles) != len(self.names):
+                raise ValueError(f"pose needs {len(self.names)} angles")
+            self._to(np.asarray(angles, dtype=float), settle_s)
+        elif action == "sweep":
+            if joint not in self.names:
+                raise ValueError(f"no joint {joint!r}; joints are {', '.join(self.names)}")
+            i = self.names.index(joint)
+            back = q[i]
+            for target, hold in (
+                (self.stop_max_rad[i], self.hold_s),
+                (self.stop_min_rad[i], self.hold_s),
+                (back, settle_s),
+            ):
+                q[i] = target
+                self._to(q.copy(), hold)
+        elif action in ("open", "close"):
+            if self._gripper is None:
+                raise ValueError("this arm has no gripper")
+            q[self._gripper] = (
+                self.gripper_open_rad if action == "open" else self.gripper_closed_rad
+            )
+            self._to(q, settle_s)
+        elif action == "return":
+            self._to(self.start_rad.copy(), 0.0)
+        else:
+            raise ValueError(f"unknown calibration move {action!r}")
+        return self._end_s
+
+    def angles(self, t_s: float) -> np.ndarray:
+        """Joint angles at ``t_s`` (radians, the arm's joint order)."""
+        if not self._moves or t_s >= self._moves[-1].end_s:
+            return self._pose.copy()
+        i = bisect.bisect_right(self._starts, t_s) - 1
+        if i < 0:
+            return self._moves[0].q0.copy()
+        m = self._moves[i]
+        tau = (t_s - m.start_s) / (m.end_s - m.start_s) if m.end_s > m.start_s else 1.0
+        return m.q0 + (m.q1 - m.q0) * _min_jerk(min(1.0, max(0.0, tau)))

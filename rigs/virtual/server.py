@@ -12,7 +12,14 @@ multiprocessing connection: every request ``(command, *args)`` gets one reply
 ``("ok", payload)`` or ``("error", message)``. Commands: ``stop``, ``ping``,
 ``bus_silent(arm, silent)``, ``motor_silent(arm, id, silent)``,
 ``hardware_error(arm, id, bits)``, ``latency(arm | None, seconds)``,
-``clear_faults(arm | None)``, ``torque_log(arm)``, ``states(arm)``.
+``clear_faults(arm | None)``, ``torque_log(arm)``, ``states(arm)``,
+``hold_operator(arm | None, hold)`` (the scripted operator keeps the leader still),
+``calibration_move(arm, action, joint, angles)`` and ``calibration_end(arm)`` (hands move the
+arm through a calibration step, see :class:`~rigs.virtual.operator.CalibrationMoves`; both
+answer with the monotonic time at which the move ends).
+
+The servos are mounted as :func:`~rigs.virtual.servo_chain.arm_truth` says (``mounting``
+option): ideally, or with seeded offsets and directions that a calibration has to discover.
 """
 
 from __future__ import annotations
@@ -34,8 +41,15 @@ import numpy as np
 
 from rigs.realtime import raise_priority
 from rigs.spec import Arm, RigSpec
-from rigs.virtual.operator import ScriptedOperator
-from rigs.virtual.servo_chain import VirtualChain, VirtualServo, chain_from_arm
+from rigs.virtual.operator import CalibrationMoves, ScriptedOperator
+from rigs.virtual.servo_chain import (
+    ArmTruth,
+    MountingKind,
+    VirtualChain,
+    VirtualServo,
+    arm_truth,
+    chain_from_arm,
+)
 from rigs.virtual.world import SharedWorld, WorldLayout
 
 log = logging.getLogger(__name__)
@@ -92,6 +106,45 @@ class _Bus:
                 os.close(fd)
 
 
+class _OperatorClock:
+    """A scripted operator's own time: it stands still while paused (held, or calibrating)."""
+
+    def __init__(self, t0: float, held: bool = False) -> None:
+        self.t0 = t0
+        self._reasons: set[str] = set()
+        self._paused_at: float | None = None
+        self._paused_total_s = 0.0
+        if held:
+            self.pause("hold", t0)
+
+    def pause(self, reason: str, now: float) -> None:
+        if not self._reasons:
+            self._paused_at = now
+        self._reasons.add(reason)
+
+    def resume(self, reason: str, now: float) -> None:
+        if reason not in self._reasons:
+            return
+        self._reasons.discard(reason)
+        if not self._reasons and self._paused_at is not None:
+            self._paused_total_s += max(0.0, now - self._paused_at)
+            self._paused_at = None
+
+    def t(self, now: float) -> float:
+        """Seconds of script at monotonic ``now``."""
+        if self._paused_at is not None:
+            now = min(now, self._paused_at)
+        return max(0.0, now - self.t0 - self._paused_total_s)
+
+
+class _Calibration:
+    """Hands on one arm: its calibration moves, and when they hand the arm back (if ending)."""
+
+    def __init__(self, moves: CalibrationMoves) -> None:
+        self.moves = moves
+        self.finish_s: float | None = None
+
+
 class ServoServer:
     """All buses of one rig, served from one ``select`` loop (see the module docstring)."""
 
@@ -104,11 +157,25 @@ class ServoServer:
         grasp_objects: bool = True,
         time_constant_s: float = 0.045,
         reboot_time_s: float = 0.05,
+        mounting: MountingKind = "ideal",
+        mounting_seed: int = 0,
+        hold_operator: bool = False,
+        calibration_speed_rad_s: float = 30.0,
+        calibration_hold_s: float = 0.15,
     ) -> None:
         self.spec = spec
         self.seed = seed
         self.grasp_objects = grasp_objects
+        self.calibration_speed_rad_s = calibration_speed_rad_s
+        self.calibration_hold_s = calibration_hold_s
+        self.truths: dict[str, ArmTruth] = {
+            arm.name: arm_truth(arm, mounting, mounting_seed) for arm in spec.arms
+        }
         self.t0 = time.monotonic()
+        self.clocks: dict[str, _OperatorClock] = {
+            arm.name: _OperatorClock(self.t0, hold_operator) for arm in spec.leaders
+        }
+        self.calibrations: dict[str, _Calibration] = {}
         self.world = (
             SharedWorld(WorldLayout.from_spec(spec), name=world_name) if world_name else None
         )
@@ -141,7 +208,12 @@ class ServoServer:
                 hi = np.array([j.max_rad for j in arm.joints])
                 initial = np.clip(op.home_rad + rng.uniform(-0.08, 0.08, len(lo)), lo, hi)
             chain = chain_from_arm(
-                arm, initial_rad=initial, seed=self.seed, now=t0, time_constant_s=time_constant_s
+                arm,
+                initial_rad=initial,
+                seed=self.seed,
+                now=t0,
+                truth=self.truths[arm.name],
+                time_constant_s=time_constant_s,
             )
             chain.reboot_time_s = reboot_time_s
             bus = _Bus(arm, chain)
@@ -149,11 +221,86 @@ class ServoServer:
             self._by_fd[bus.master_fd] = bus
             if arm.role == "leader":
                 ids = [j.id for j in arm.joints]
-                bus.truth_source = lambda now, op=op: op.angles(now - t0)
+                bus.truth_source = lambda now, name=arm.name: self._leader_angles(name, now)
                 chain.set_external_source(ids, bus.truth_source)
             elif self.grasp_objects and bus.gripper is not None:
-                bus.object_source = lambda now, op=op: op.object_rad(now - t0)
+                clock = self.clocks[arm.follows or ""]
+                bus.object_source = lambda now, op=op, clock=clock, name=arm.name: (
+                    None if name in self.calibrations else op.object_rad(clock.t(now))
+                )
         self._tick(time.monotonic())
+
+    # -- who moves the arms -----------------------------------------------------------------
+    def _leader_angles(self, name: str, now: float) -> np.ndarray:
+        cal = self.calibrations.get(name)
+        if cal is not None:
+            if cal.finish_s is None or now < cal.finish_s:
+                return cal.moves.angles(now)
+            self._end_calibration(name, cal.finish_s)
+        return self.operators[name].angles(self.clocks[name].t(now))
+
+    def _begin_calibration(self, name: str, now: float) -> _Calibration:
+        bus = self.buses[name]
+        truth = self.truths[name]
+        if bus.truth_source is not None:
+            start = self._leader_angles(name, now)
+        else:
+            bus.chain.step(now)
+            start = bus.angles()
+        moves = CalibrationMoves(
+            bus.arm.joint_names,
+            start,
+            now,
+            stop_min_rad=np.array([j.stop_min_rad for j in truth.joints]),
+            stop_max_rad=np.array([j.stop_max_rad for j in truth.joints]),
+            gripper=truth.gripper,
+            gripper_open_rad=truth.gripper_open_rad,
+            gripper_closed_rad=truth.gripper_closed_rad,
+            speed_rad_s=self.calibration_speed_rad_s,
+            hold_s=self.calibration_hold_s,
+        )
+        cal = _Calibration(moves)
+        self.calibrations[name] = cal
+        if name in self.clocks:
+            # The operator's script waits while the hands calibrate, and resumes where it was.
+            self.clocks[name].pause("calibration", now)
+        else:
+            # A follower with torque off, moved by hand.
+            if bus.gripper is not None:
+                bus.gripper.block_below_rad = None
+            bus.chain.set_external_source([j.id for j in bus.arm.joints], moves.angles)
+        return cal
+
+    def _end_calibration(self, name: str, at: float) -> None:
+        self.calibrations.pop(name, None)
+        if name in self.clocks:
+            self.clocks[name].resume("calibration", at)
+        else:
+            bus = self.buses[name]
+            bus.chain.step(at)
+            bus.chain.clear_external_source()
+
+    def calibration_move(
+        self, name: str, action: str, joint: str | None, angles: list[float] | None, now: float
+    ) -> float:
+        """Plan one calibration move on arm ``name``; the monotonic time at which it ends."""
+        if name not in self.buses:
+            raise KeyError(f"no arm {name!r}; arms are {', '.join(self.buses)}")
+        cal = self.calibrations.get(name)
+        if cal is None:
+            cal = self._begin_calibration(name, now)
+        cal.finish_s = None  # a new move while handing back: the hands keep the arm
+        return cal.moves.move(
+            action, now, joint=joint, angles=None if angles is None else np.asarray(angles)
+        )
+
+    def calibration_end(self, name: str, now: float) -> float:
+        """The hands put arm ``name`` back where they took it and let go; when that is done."""
+        cal = self.calibrations.get(name)
+        if cal is None:
+            return now
+        cal.finish_s = cal.moves.move("return", now)
+        return cal.finish_s
 
     @property
     def ports(self) -> dict[str, str]:
@@ -162,6 +309,9 @@ class ServoServer:
 
     # -- loop -------------------------------------------------------------------------------
     def _tick(self, now: float) -> None:
+        for name, cal in list(self.calibrations.items()):
+            if cal.finish_s is not None and now >= cal.finish_s and name not in self.clocks:
+                self._end_calibration(name, cal.finish_s)
         for name, bus in self.buses.items():
             if bus.truth_source is not None:
                 # A leader is where the operator's hand puts it; its servos catch up lazily
@@ -276,6 +426,23 @@ class ServoServer:
             (arm,) = args
             chain = self._chains(arm)[0]
             return {i: [(w.t_ns, w.value) for w in s.torque_log] for i, s in chain.servos.items()}
+        elif name == "hold_operator":
+            arm, hold = args
+            now = time.monotonic()
+            names = list(self.clocks) if arm is None else [arm]
+            for n in names:
+                if n not in self.clocks:
+                    raise KeyError(f"{n!r} is not a leader; leaders are {', '.join(self.clocks)}")
+                if hold:
+                    self.clocks[n].pause("hold", now)
+                else:
+                    self.clocks[n].resume("hold", now)
+        elif name == "calibration_move":
+            arm, action, joint, angles = args
+            return self.calibration_move(arm, action, joint, angles, time.monotonic())
+        elif name == "calibration_end":
+            (arm,) = args
+            return self.calibration_end(arm, time.monotonic())
         elif name == "states":
             (arm,) = args
             chain = self._chains(arm)[0]

@@ -25,6 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from rigs.dynamixel import control_table as ct
 from rigs.dynamixel import protocol as p
@@ -183,10 +184,16 @@ class ServoState:
 class VirtualServo:
     """One X-series servo: control table, access rules and physics.
 
-    ``position_rad`` is the initial physical joint angle (0 rad = centre tick 2048).
+    ``position_rad`` is the initial physical joint angle. ``mount_offset_ticks`` and
+    ``mount_direction`` say how the servo sits in its joint: at joint angle 0 the motor shaft is
+    at the centre tick (2048) plus the offset, and a positive joint motion turns the shaft by
+    ``mount_direction``. The default (0, +1) makes joint angle and motor angle the same.
     ``time_constant_s`` is the first-order lag of position tracking. The physical state is held
-    in raw encoder ticks; registers are derived through Homing Offset and the reverse bit of
-    Drive Mode, as on the real servo.
+    in raw encoder ticks (continuous over turns); registers are derived through the turn count,
+    Homing Offset and the reverse bit of Drive Mode, as on the real servo. As the e-Manual
+    describes, Present Position counts whole turns while powered and is brought back within one
+    turn (0..4095) at power-on and reboot, when Operating Mode becomes Position Control, and
+    when torque comes on in Position Control.
     """
 
     def __init__(
@@ -202,9 +209,15 @@ class VirtualServo:
         overload_after_s: float = 2.0,
         seed: int = 0,
         now: float | None = None,
+        mount_offset_ticks: int = 0,
+        mount_direction: int = 1,
     ) -> None:
         if model not in ct.MODELS:
             raise ValueError(f"unknown Dynamixel model {model!r}")
+        if mount_direction not in (1, -1):
+            raise ValueError(f"mount_direction must be +1 or -1, not {mount_direction!r}")
+        self.mount_offset_ticks = int(mount_offset_ticks)
+        self.mount_direction = int(mount_direction)
         self.model = ct.MODELS[model]
         self.limits = _LIMITS[model]
         self.time_constant_s = time_constant_s
@@ -227,7 +240,10 @@ class VirtualServo:
         )
         self._init_eeprom(keep_id=False, keep_baud=False)
         # Physical state (motor frame, raw ticks) and bookkeeping.
-        self.raw = ct.CENTER_TICKS + position_rad / ct.RAD_PER_TICK
+        self.raw = self.joint_to_raw(position_rad)
+        # Whole turns (in ticks) hidden from Present Position; set at power-on like the firmware.
+        self._turn_base = 0
+        self._turn_base = self._single_turn_base()
         self.vel_raw = 0.0  # ticks/s
         self.current = 0.0  # register units (mA-ish units or 0.1 % load)
         self.temperature = 30.0 + self._rng.random() * 3.0
@@ -332,15 +348,54 @@ class VirtualServo:
 
     # -- frames -----------------------------------------------------------------------------
     def _raw_to_reg(self, raw: float) -> int:
+        raw -= self._turn_base
         return int(round(self._sign * (raw - ct.CENTER_TICKS) + ct.CENTER_TICKS + self._homing))
 
     def _reg_to_raw(self, reg: int) -> float:
-        return self._sign * (reg - self._homing - ct.CENTER_TICKS) + ct.CENTER_TICKS
+        return (
+            self._sign * (reg - self._homing - ct.CENTER_TICKS) + ct.CENTER_TICKS + self._turn_base
+        )
+
+    def joint_to_raw(self, joint_rad: float) -> float:
+        """Motor shaft position (raw ticks) for a physical joint angle, through the mounting."""
+        return (
+            ct.CENTER_TICKS
+            + self.mount_offset_ticks
+            + self.mount_direction * joint_rad / ct.RAD_PER_TICK
+        )
+
+    def raw_to_joint(self, raw: float) -> float:
+        """Physical joint angle for a motor shaft position (raw ticks)."""
+        return (
+            self.mount_direction
+            * (raw - ct.CENTER_TICKS - self.mount_offset_ticks)
+            * ct.RAD_PER_TICK
+        )
+
+    def _single_turn_base(self) -> int:
+        return math.floor(self.raw / ct.TICKS_PER_REV) * ct.TICKS_PER_REV
+
+    def reset_turns(self) -> None:
+        """Bring Present Position back within one turn (0..4095), keeping the goal in place.
+
+        The shaft does not move; only the whole turns the register counted are forgotten.
+        """
+        base = self._single_turn_base()
+        delta = base - self._turn_base
+        if not delta:
+            return
+        self._turn_base = base
+        # The goal names the same physical target in the new frame (no lurch by a turn).
+        goal = self._get(ct.GOAL_POSITION, 4, True) - int(self._sign) * delta
+        self._put(ct.GOAL_POSITION, 4, goal, signed=True)
+        self._goal_reg = goal
+        self._state_dirty = True
+        self._at_rest = False
 
     @property
     def position_rad(self) -> float:
-        """True physical joint angle (independent of Homing Offset and Drive Mode)."""
-        return (self.raw - ct.CENTER_TICKS) * ct.RAD_PER_TICK
+        """True physical joint angle (independent of mounting, turns, Homing Offset, Drive Mode)."""
+        return self.raw_to_joint(self.raw)
 
     @property
     def present_ticks(self) -> int:
@@ -494,6 +549,11 @@ class VirtualServo:
             # Restart tracking from rest, so a stale velocity does not carry into the new goal.
             self.vel_raw = 0.0
             self._stall_s = 0.0
+        position_mode = self.mode == ct.OperatingMode.POSITION
+        if position_mode and (
+            (self.torque_on and not was_on) or address <= ct.OPERATING_MODE < end
+        ):
+            self.reset_turns()
         return 0
 
     def register_write(self, address: int, data: bytes) -> int:
@@ -515,7 +575,11 @@ class VirtualServo:
         return self.write(address, data)
 
     def reboot(self, now: float, boot_time_s: float) -> None:
-        """REBOOT: RAM back to defaults (torque off, hardware error cleared), silent while booting."""
+        """REBOOT: RAM back to defaults (torque off, hardware error cleared), silent while booting.
+
+        Like a power cycle, it forgets the whole turns Present Position had counted.
+        """
+        self._turn_base = self._single_turn_base()
         self._init_ram()
         self.vel_raw = 0.0
         self.current = 0.0
@@ -576,7 +640,7 @@ class VirtualServo:
             self.vel_raw = mirror.vel_raw
             self.current = mirror.current if drives else 0.0
         elif self.external_rad is not None:
-            self.raw = ct.CENTER_TICKS + self.external_rad / ct.RAD_PER_TICK
+            self.raw = self.joint_to_raw(self.external_rad)
             self.vel_raw = (self.raw - old) / dt
             if drives and self.mode in _POSITION_MODES:
                 tracking_error = self._reg_to_raw(self._goal_reg) - self.raw
@@ -590,9 +654,11 @@ class VirtualServo:
                 new = old + step
                 block = self.block_below_rad
                 if block is not None:
-                    block_raw = ct.CENTER_TICKS + block / ct.RAD_PER_TICK
-                    if new < block_raw:
-                        new = max(new, min(old, block_raw))
+                    # The object stops the jaws in the joint's frame, whichever way it is mounted.
+                    joint_new = self.raw_to_joint(new)
+                    if joint_new < block:
+                        stop = max(joint_new, min(self.raw_to_joint(old), block))
+                        new = self.joint_to_raw(stop)
                 self.raw = new
             self.vel_raw = (self.raw - old) / dt
             tracking_error = target - self.raw
@@ -741,6 +807,15 @@ class VirtualChain:
         servos = [self._by_id[i] for i in ids]
         self._external = (servos, source)
         self._apply_external(self.clock())
+
+    def clear_external_source(self) -> None:
+        """Nobody moves the servos from outside any more; they stay where they were left."""
+        if self._external is None:
+            return
+        servos, _ = self._external
+        self._external = None
+        for s in servos:
+            s.external_rad = None
 
     def _apply_external(self, now: float) -> None:
         if self._external is None:
@@ -957,9 +1032,9 @@ class VirtualChain:
                 if s.torque_on and abs(s.vel_raw) > 1.0:
                     err = p.ERR_RESULT_FAIL if s is owner else err
                     continue
-                # Clear Multi-Turn: keep the angle within one revolution.
-                turns = math.floor(s.raw / ct.TICKS_PER_REV)
-                s.raw -= turns * ct.TICKS_PER_REV
+                # Clear Multi-Turn: Present Position back within one revolution; the shaft
+                # itself stays where it is.
+                s.reset_turns()
                 s.step(now + 1e-6)
         else:
             err = p.ERR_DATA_RANGE
@@ -1082,23 +1157,135 @@ class VirtualChain:
     }
 
 
+# --- how the servos sit in their joints (the truth a calibration must find) -------------------
+
+MountingKind = Literal["ideal", "seeded"]
+
+
+@dataclass(frozen=True)
+class JointTruth:
+    """One joint of a virtual arm as built: mounting of its servo and its ends of travel.
+
+    At joint angle 0 the motor shaft is at tick ``2048 + offset_ticks``; positive joint motion
+    turns it by ``direction``. ``stop_min_rad``/``stop_max_rad`` (joint frame) are as far as
+    the hand moves the joint in a calibration sweep.
+    """
+
+    name: str
+    id: int
+    offset_ticks: int
+    direction: int
+    stop_min_rad: float
+    stop_max_rad: float
+
+    def reading_rad(self, joint_rad: float) -> float:
+        """Present Position in radians (0 at tick 2048), within one turn, at ``joint_rad``."""
+        rad = (self.offset_ticks + self.direction * joint_rad / ct.RAD_PER_TICK) * ct.RAD_PER_TICK
+        return math.pi - (math.pi - rad) % (2.0 * math.pi)  # into (-pi, pi]
+
+
+@dataclass(frozen=True)
+class ArmTruth:
+    """A virtual arm as built: per joint mounting and travel, gripper open/closed (joint frame)."""
+
+    arm: str
+    joints: tuple[JointTruth, ...]
+    gripper: str | None = None
+    gripper_open_rad: float | None = None
+    gripper_closed_rad: float | None = None
+
+    def joint(self, name: str) -> JointTruth:
+        """The joint called ``name`` (KeyError if none)."""
+        for j in self.joints:
+            if j.name == name:
+                return j
+        raise KeyError(name)
+
+
+# Far enough from the single-turn ends that a follower's goals never need a second turn.
+_FOLLOWER_WRAP_MARGIN_TICKS = 40
+
+
+def arm_truth(arm: Arm, mounting: MountingKind = "ideal", seed: int = 0) -> ArmTruth:
+    """How the servos of ``arm`` are mounted and how far its joints travel.
+
+    ``ideal``: every servo at the centre tick at joint angle 0, turning with the joint; travel
+    to the rig file's limits; leader and follower grippers alike. ``seeded`` (from ``seed`` and
+    the arm's name): offsets of up to ~0.6 rad, one joint turned the other way round (and others
+    at random), on a leader one joint whose single-turn reading wraps from 4095 to 0 inside its
+    travel, ends of travel a little inside the limits and grippers with their own open/closed
+    angles. A follower's travel never crosses the wrap, as its Position Control Mode could not
+    follow across it.
+    """
+    names = [j.name for j in arm.joints]
+    gi = names.index(arm.gripper) if arm.gripper is not None else None
+    if mounting == "ideal":
+        joints = tuple(
+            JointTruth(j.name, j.id, 0, 1, float(j.min_rad), float(j.max_rad)) for j in arm.joints
+        )
+        grip = arm.joints[gi] if gi is not None else None
+        span = grip.max_rad - grip.min_rad if grip is not None else 0.0
+        return ArmTruth(
+            arm.name,
+            joints,
+            arm.gripper,
+            grip.min_rad + 0.9 * span if grip is not None else None,
+            grip.min_rad + 0.08 * span if grip is not None else None,
+        )
+    if mounting != "seeded":
+        raise ValueError(f"mounting must be 'ideal' or 'seeded', not {mounting!r}")
+    rng = random.Random(f"teleop-mounting/{seed}/{arm.name}")
+    body = [i for i in range(len(names)) if i != gi]
+    flipped = rng.choice(body)
+    wraps = rng.choice([i for i in body if i != flipped]) if arm.role == "leader" else None
+    out = []
+    for i, j in enumerate(arm.joints):
+        stop_min = j.min_rad + rng.uniform(0.0, 0.08)
+        stop_max = j.max_rad - rng.uniform(0.0, 0.08)
+        direction = -1 if i == flipped or rng.random() < (0.5 if i == gi else 0.25) else 1
+        if i == wraps:
+            # Joint angle 0 sits just below tick 4096 (or just above tick 0), so the reading
+            # wraps a few tenths of a radian into the sweep.
+            offset = rng.choice((1, -1)) * (ct.CENTER_TICKS - rng.randint(60, 250))
+        elif arm.role == "follower":
+            reach = max(abs(stop_min), abs(stop_max)) / ct.RAD_PER_TICK
+            bound = int(ct.CENTER_TICKS - _FOLLOWER_WRAP_MARGIN_TICKS - reach)
+            bound = max(0, min(200, bound))
+            offset = rng.randint(-bound, bound)
+        else:
+            offset = rng.randint(-400, 400)
+        out.append(JointTruth(j.name, j.id, offset, direction, stop_min, stop_max))
+    open_rad = closed_rad = None
+    if gi is not None:
+        lo, hi = out[gi].stop_min_rad, out[gi].stop_max_rad
+        closed_rad = lo + (hi - lo) * rng.uniform(0.03, 0.12)
+        open_rad = lo + (hi - lo) * rng.uniform(0.82, 0.95)
+    return ArmTruth(arm.name, tuple(out), arm.gripper, open_rad, closed_rad)
+
+
 def chain_from_arm(
     arm: Arm,
     *,
     initial_rad: Sequence[float] | None = None,
     seed: int = 0,
     now: float | None = None,
+    truth: ArmTruth | None = None,
     **servo_options: float,
 ) -> VirtualChain:
     """The servos of one arm of a rig spec on one bus, shadows included.
 
     Shadow servos get Secondary ID = their primary's id (as ALOHA-style arms are configured),
-    so instructions addressed to the primary reach them too, and they mirror its motion.
+    so instructions addressed to the primary reach them too, and they mirror its motion (they
+    share its mounting). ``truth`` gives each joint's mounting (default: ideal). ``initial_rad``
+    are joint angles.
     """
     now = time.monotonic() if now is None else now
     angles = list(initial_rad) if initial_rad is not None else [0.0] * len(arm.joints)
+    truth = truth if truth is not None else arm_truth(arm, "ideal")
     chain = VirtualChain(name=arm.name)
     for joint, rad in zip(arm.joints, angles, strict=True):
+        jt = truth.joint(joint.name)
+        mount = {"mount_offset_ticks": jt.offset_ticks, "mount_direction": jt.direction}
         primary = VirtualServo(
             joint.id,
             joint.model,
@@ -1106,6 +1293,7 @@ def chain_from_arm(
             position_rad=rad,
             seed=seed,
             now=now,
+            **mount,
             **servo_options,
         )
         chain.add(primary)
@@ -1117,6 +1305,7 @@ def chain_from_arm(
                 position_rad=rad,
                 seed=seed,
                 now=now,
+                **mount,
                 **servo_options,
             )
             shadow.table[ct.SECONDARY_ID] = joint.id

@@ -88,7 +88,9 @@ class ControlLoop(Worker):
         self.on_fault = on_fault
         self.fault_hold_s = fault_hold_s
         self._roles = {a.name: a.role for a in rig.arms}
-        self.clamps = {f.name: Clamp.for_arm(f, rig.safety) for f in rig.followers}
+        self.clamps = {
+            f.name: Clamp.for_arm(f, rig.safety, mappings.get(f.name)) for f in rig.followers
+        }
         self.stats = LoopStats()
         self.latest: ControlSample | None = None
         self.fault: BusError | None = None

@@ -17,9 +17,11 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
+import numpy as np
+
 from calibration.mapping import JointMapping
 from rigs.dynamixel import bus as bus_mod
-from rigs.dynamixel.bus import BusError, open_buses
+from rigs.dynamixel.bus import BusError, MotorInfo, open_buses
 from rigs.realtime import raise_priority
 from rigs.spec import RigSpec
 from teleop.control.loop import ArmFault, ControlLoop, ControlSample
@@ -45,7 +47,6 @@ def _child(
     spec_json: dict[str, Any],
     ports: dict[str, str],
     rate_hz: float,
-    mappings: dict[str, JointMapping],
     ring_name: str,
     ring_capacity: int,
     conn: Connection,
@@ -71,10 +72,31 @@ def _child(
             sum(c.limit_hits + c.step_hits for c in loop.clamps.values()),
         )
 
-    loop = ControlLoop(spec, buses, mappings, rate_hz, lambda s: ring.put(s, counters()))
     hardware = {name: b.hardware_info() for name, b in buses.items()}
     hardware["control"] = {"scheduling": priority, "rate_hz": f"{rate_hz:g}"}
-    conn.send(("ready", hardware))
+    motors = {name: list(b.motors) for name, b in buses.items()}
+    try:
+        positions = {name: b.read_state().position_rad for name, b in buses.items()}
+    except BusError as exc:
+        conn.send(("error", type(exc).__name__, str(exc)))
+        for b in buses.values():
+            b.disconnect()
+        ring.close()
+        return
+    conn.send(("ready", hardware, motors, positions))
+    # The app checks calibration and the start pose before anything moves: wait for "go",
+    # which brings the leader-to-follower mappings.
+    try:
+        msg = conn.recv()
+        if msg[0] != "go":
+            raise EOFError
+        mappings: dict[str, JointMapping] = msg[1]
+    except (EOFError, OSError):
+        for b in buses.values():
+            b.disconnect()
+        ring.close()
+        return
+    loop = ControlLoop(spec, buses, mappings, rate_hz, lambda s: ring.put(s, counters()))
     loop.start()
     fault_sent = False
     try:
@@ -108,7 +130,6 @@ class ControlProcess:
         *,
         ports: dict[str, str],
         rate_hz: float,
-        mappings: dict[str, JointMapping],
         sink: SampleSink,
         ring_seconds: float = 10.0,
     ):
@@ -116,12 +137,13 @@ class ControlProcess:
         self.rate_hz = rate_hz
         self.sink = sink
         self.hardware: dict[str, dict[str, str]] = {}
+        self.motors: dict[str, list[MotorInfo]] = {}
+        self.initial_positions: dict[str, np.ndarray] = {}
         self.fault: BusError | None = None
         self.on_fault: Callable[[BusError], None] | None = None
         self.latest: ControlSample | None = None
         self.counters = LoopCounters(0, 0, 0, 0)
         self._ports = ports
-        self._mappings = mappings
         self._ring = SampleRing(spec, capacity=max(64, int(ring_seconds * rate_hz)), create=True)
         self._proc: Any = None
         self._conn: Connection | None = None
@@ -134,13 +156,16 @@ class ControlProcess:
         return self._lost if self._ring is None else self._ring.lost
 
     def start(self, timeout_s: float = 30.0) -> None:
-        """Connect and configure every bus in the control process, then start the loop."""
+        """Connect and configure every bus in the control process; read where the arms are.
+
+        Nothing follows yet: call :meth:`go` once the start pose and calibration are checked.
+        """
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe()
         self._proc = ctx.Process(
             target=_child,
             args=(
-                self.spec.model_dump(mode="json"), self._ports, self.rate_hz, self._mappings,
+                self.spec.model_dump(mode="json"), self._ports, self.rate_hz,
                 self._ring.name, self._ring.layout.capacity, child, logging.getLogger().level,
             ),
             name="teleop-control",
@@ -164,7 +189,12 @@ class ControlProcess:
         if msg[0] == "error":
             self._cleanup()
             raise _rebuild_error(msg[1], msg[2])
-        self.hardware = msg[1]
+        _, self.hardware, self.motors, self.initial_positions = msg
+
+    def go(self, mappings: dict[str, JointMapping]) -> None:
+        """Start the loop with these mappings: followers begin to follow their leaders."""
+        assert self._conn is not None, "start() first"
+        self._conn.send(("go", mappings))
         self._reader.start()
 
     def _read(self) -> None:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from calibration.mapping import JointMapping
 from rigs.spec import Arm, Safety
 
 
@@ -24,10 +25,26 @@ class Clamp:
     step_hits: int = 0
 
     @classmethod
-    def for_arm(cls, arm: Arm, safety: Safety) -> Clamp:
+    def for_arm(cls, arm: Arm, safety: Safety, mapping: JointMapping | None = None) -> Clamp:
+        """Limits from the calibration when it has them (bus radians), else from the rig file.
+
+        A calibrated follower's range of motion is measured in its own bus angles; the rig
+        file's limits are only right for an arm whose servos read 0 rad at the joint's zero.
+        """
         m = safety.joint_limit_margin_rad
-        lower = np.array([j.min_rad + m for j in arm.joints])
-        upper = np.array([j.max_rad - m for j in arm.joints])
+        if (
+            mapping is not None
+            and mapping.goal_lower_rad is not None
+            and mapping.goal_upper_rad is not None
+        ):
+            lo, hi = (
+                np.asarray(mapping.goal_lower_rad, float),
+                np.asarray(mapping.goal_upper_rad, float),
+            )
+            lower, upper = np.minimum(lo, hi) + m, np.maximum(lo, hi) - m
+        else:
+            lower = np.array([j.min_rad + m for j in arm.joints])
+            upper = np.array([j.max_rad - m for j in arm.joints])
         return cls(lower, upper, safety.max_step_rad)
 
     def apply(self, target_rad: np.ndarray, previous_rad: np.ndarray) -> np.ndarray:

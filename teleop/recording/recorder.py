@@ -11,10 +11,12 @@ import contextlib
 import errno
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from calibration.mapping import JointMapping
+from calibration.checks import DEFAULT_MAX_AGE_DAYS, DEFAULT_POSE_DELTA_RAD
+from calibration.store import provenance_metadata
 from rigs.dynamixel.bus import BusError
 from teleop.clock import SessionClock, iso_utc
 from teleop.control.loop import ControlSample
@@ -24,6 +26,7 @@ from teleop.episode.writer import EpisodeWriter
 from teleop.errors import TeleopError
 from teleop.recording.capture import CameraEvent, CaptureThread, EncodedFrame
 from teleop.recording.disk import DiskGuard
+from teleop.recording.preflight import Calibration, PreflightError, start_problems, uncalibrated
 from teleop.recording.provenance import host, software
 from teleop.recording.quality import quality_record
 from teleop.recording.writer_thread import DiagnosticStatus, EpisodeWriterThread, metadata_values
@@ -63,18 +66,25 @@ class Recorder:
         clock: SessionClock,
         *,
         rate_hz: float | None = None,
+        calibration: Calibration | Callable[[], Calibration] | None = None,
+        max_pose_delta_rad: float = DEFAULT_POSE_DELTA_RAD,
+        max_calibration_age_days: float = DEFAULT_MAX_AGE_DAYS,
     ):
         self.runtime = runtime
         self.session: Session | None = None
         self.clock = clock
         spec = runtime.spec
         self.rate_hz = rate_hz or spec.control_rate_hz
-        mappings = {
-            f.name: JointMapping.identity(f.follows or "", f.name, len(f.joints))
-            for f in spec.followers
-        }
+        # A callable is loaded after the buses answered, so a port problem is reported first.
+        self._calibration_source = calibration or uncalibrated(spec)
+        self.calibration: Calibration = uncalibrated(spec)
+        self.max_pose_delta_rad = max_pose_delta_rad
+        self.max_calibration_age_days = max_calibration_age_days
         self.control = ControlProcess(
-            spec, ports=runtime.ports, rate_hz=self.rate_hz, mappings=mappings, sink=self._on_sample
+            spec,
+            ports=runtime.ports,
+            rate_hz=self.rate_hz,
+            sink=self._on_sample,
         )
         self.captures = {
             name: CaptureThread(cam, self._on_frame, self._on_camera_event)
@@ -111,6 +121,26 @@ class Recorder:
         session exists. Nothing is recorded until ``start_episode``.
         """
         self.control.start()
+        source = self._calibration_source
+        try:
+            self.calibration = source() if callable(source) else source
+        except BaseException:
+            self.control.stop()
+            raise
+        problems = start_problems(
+            self.runtime.spec,
+            self.calibration,
+            motors=self.control.motors,
+            positions=self.control.initial_positions,
+            max_age_days=self.max_calibration_age_days,
+            max_pose_delta_rad=self.max_pose_delta_rad,
+        )
+        if problems:
+            self.control.stop()
+            raise PreflightError(problems)
+        self.control.go(self.calibration.mappings)
+        if self.runtime.virtual is not None:
+            self.runtime.virtual.hold_operator(False)  # the operator starts moving the leaders
         for cap in self.captures.values():
             cap.start()
 
@@ -204,7 +234,11 @@ class Recorder:
             "rig_sha256": loaded.sha256,
             "rig_virtual": str(spec.virtual).lower(),
             "control_rate_hz": f"{self.rate_hz:g}",
-            "calibration": "none: identity leader-to-follower mapping",
+            "calibration": (
+                ", ".join(r.id for r in self.calibration.records)
+                if self.calibration.calibrated
+                else "none: identity leader-to-follower mapping (recorded uncalibrated)"
+            ),
             "host": host(),
             "start_utc": iso_utc(start_utc_ns),
             "start_utc_ns": str(start_utc_ns),
@@ -242,6 +276,12 @@ class Recorder:
         writer = EpisodeWriter(path)
         writer.add_metadata("provenance", self._provenance(index, start_utc))
         writer.add_metadata("hardware", self._hardware())
+        if self.calibration.calibrated:
+            writer.add_metadata("calibration", provenance_metadata(self.calibration.records))
+            for r in self.calibration.records:
+                writer.add_attachment(
+                    r.attachment_name, "application/json", r.canonical_bytes, start_utc
+                )
         writer.add_attachment(
             "rig.toml", "application/toml", self.runtime.loaded.toml_text.encode(), start_utc
         )
@@ -279,6 +319,8 @@ class Recorder:
         )
         if self.control.fault is not None:
             quality["flags"] = [*quality["flags"], f"fault: {self.control.fault}"]  # type: ignore[misc]
+        if not self.calibration.calibrated:
+            quality["flags"] = [*quality["flags"], "uncalibrated: identity mapping"]  # type: ignore[misc]
         try:
             writer.add_metadata("quality", metadata_values(quality))
             writer.finish()

@@ -19,7 +19,8 @@ SPEC = load_rig("sim-bimanual").spec
 
 @pytest.fixture(scope="module")
 def rig():
-    with VirtualRig(SPEC, seed=3) as r:
+    # Ideal mounting: bus angles equal joint angles, so the rig file's limits apply as read.
+    with VirtualRig(SPEC, seed=3, mounting="ideal") as r:
         yield r
 
 

@@ -264,7 +264,7 @@ PH = sdk.PacketHandler(2.0)
 
 @pytest.fixture(scope="module")
 def rig() -> Iterator[VirtualRig]:
-    with VirtualRig(SPEC, seed=3) as r:
+    with VirtualRig(SPEC, seed=3, mounting="ideal") as r:
         yield r
 
 
@@ -507,7 +507,7 @@ def test_a_client_may_close_and_reopen_the_port(rig: VirtualRig):
 
 
 def test_close_cleans_up_even_after_the_process_died():
-    rig = VirtualRig(SPEC, seed=0).start()
+    rig = VirtualRig(SPEC, seed=0, mounting="ideal").start()
     name, pid, path = rig.world_name, rig.pid, rig.ports["left_leader"]
     assert pid is not None and os.path.exists(path)
     os.kill(pid, signal.SIGKILL)  # the process we started dies

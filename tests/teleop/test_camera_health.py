@@ -4,6 +4,7 @@ disconnects counted, timed and reported while every other stream keeps recording
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -18,8 +19,9 @@ from teleop.rig_runtime import RigRuntime
 
 
 @pytest.fixture(scope="module")
-def rig(tmp_path_factory):
+def rig(tmp_path_factory, sim_calibration):
     data = tmp_path_factory.mktemp("data")
+    shutil.copytree(sim_calibration / "calibration", data / "calibration")
     with RigRuntime(load_rig("sim-bimanual"), seed=4, depth_history=200) as runtime:
         recorder, session = start_session(
             runtime, data, operator="op", task="t", rate_hz=None, min_free_gb=0

@@ -77,5 +77,7 @@ def test_motor_that_does_not_answer_leaves_no_session(tmp_path):
         assert runtime.virtual is not None
         runtime.virtual.inject_motor_silent("left_follower", 4)
         with pytest.raises(MotorMissingError, match="bus left_follower .*motor id 4 \\(elbow"):
-            start_session(runtime, data, operator="op", task="t", rate_hz=None)
+            start_session(
+                runtime, data, operator="op", task="t", rate_hz=None, allow_uncalibrated=True
+            )
     assert not data.exists()

@@ -28,7 +28,7 @@ def _identity() -> dict[str, JointMapping]:
 
 @pytest.fixture()
 def rig_buses():
-    with VirtualRig(SPEC, seed=5) as rig:
+    with VirtualRig(SPEC, seed=5, mounting="ideal") as rig:
         buses = open_buses(SPEC, rig.ports)
         yield rig, buses
         for bus in buses.values():
@@ -105,18 +105,18 @@ def test_ring_round_trip_and_overflow(rig_buses):
 
 
 def test_control_process_streams_samples_and_reports_a_dead_bus():
-    with VirtualRig(SPEC, seed=6) as rig:
+    with VirtualRig(SPEC, seed=6, mounting="ideal") as rig:
         got = []
         control = ControlProcess(
-            SPEC,
-            ports=rig.ports,
-            rate_hz=100.0,
-            mappings=_identity(),
-            sink=lambda s, c: got.append(s),
+            SPEC, ports=rig.ports, rate_hz=100.0, sink=lambda s, c: got.append(s)
         )
         control.start()
         try:
             assert control.hardware["left_leader"]["motor_1"].startswith("waist")
+            assert set(control.initial_positions) == {a.name for a in SPEC.arms}
+            time.sleep(0.2)
+            assert got == []  # nothing moves before go
+            control.go(_identity())
             time.sleep(1.0)
             cycles = [s.cycle for s in got]
             assert len(cycles) > 50 and cycles == list(range(cycles[0], cycles[0] + len(cycles)))

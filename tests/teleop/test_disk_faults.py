@@ -29,10 +29,10 @@ def test_refuses_to_start_without_room(tmp_path, capsys):
     assert not data.exists()
 
 
-def test_stops_cleanly_before_the_disk_fills(tmp_path, capsys):
+def test_stops_cleanly_before_the_disk_fills(tmp_path, capsys, calibrated_root):
     # Pretend the disk is nearly full: stop once 3 MB more of it is used.
     free_gb = (shutil.disk_usage(tmp_path).free - 3 * 1024**2) / 1024**3
-    data = tmp_path / "data"
+    data = calibrated_root(tmp_path / "data")
     code = main(
         _record_args(
             data, "--seconds", "30", "--min-free-gb", "0", "--stop-free-gb", f"{free_gb:.6f}"
@@ -40,7 +40,7 @@ def test_stops_cleanly_before_the_disk_fills(tmp_path, capsys):
     )
     assert code == 2
     assert "disk_low" in capsys.readouterr().err
-    (session,) = data.iterdir()
+    (session,) = [p for p in data.iterdir() if p.name != "calibration"]
     episode = session / "episode_0001.mcap"
     s = summarize(episode)  # finished properly, not cut off
     assert s.duration_s < 25
@@ -79,10 +79,10 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_a_failed_write_closes_the_episode_as_partial_and_recoverable(tmp_path):
+def test_a_failed_write_closes_the_episode_as_partial_and_recoverable(tmp_path, calibrated_root):
     script = tmp_path / "run.py"
     script.write_text(SCRIPT)
-    data = tmp_path / "data"
+    data = calibrated_root(tmp_path / "data")
     out = subprocess.run(
         [sys.executable, str(script), str(data)], capture_output=True, text=True, timeout=120
     )

@@ -17,9 +17,11 @@ from teleop.rig_runtime import RigRuntime
 
 
 @pytest.fixture()
-def recording(tmp_path: Path):
+def recording(tmp_path: Path, calibrated_root):
     with RigRuntime(load_rig("sim-bimanual"), seed=2) as runtime:
-        recorder, session = start_session(runtime, tmp_path, operator="op", task="t", rate_hz=50.0)
+        recorder, session = start_session(
+            runtime, calibrated_root(tmp_path), operator="op", task="t", rate_hz=50.0, min_free_gb=0
+        )
         try:
             yield runtime, recorder
         finally:

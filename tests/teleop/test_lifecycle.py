@@ -22,10 +22,10 @@ from teleop.recording.lifecycle import EpisodeRunner, RunnerState, TransitionErr
 from teleop.rig_runtime import RigRuntime
 
 
-def test_keep_discard_rerecord_and_numbering(tmp_path: Path):
+def test_keep_discard_rerecord_and_numbering(tmp_path: Path, calibrated_root):
     with RigRuntime(load_rig("sim-bimanual")) as runtime:
         recorder, session = start_session(
-            runtime, tmp_path, operator="op", task="t", rate_hz=None, min_free_gb=0
+            runtime, calibrated_root(tmp_path), operator="op", task="t", rate_hz=None, min_free_gb=0
         )
         runner = EpisodeRunner(recorder, session)
         try:
@@ -66,8 +66,8 @@ def test_keep_discard_rerecord_and_numbering(tmp_path: Path):
         assert summarize(session.root / name).duration_s > 0.2
 
 
-def test_kill_9_then_resume_recovers_and_continues_numbering(tmp_path: Path):
-    data = tmp_path / "data"
+def test_kill_9_then_resume_recovers_and_continues_numbering(tmp_path: Path, calibrated_root):
+    data = calibrated_root(tmp_path / "data")
     cmd = [sys.executable, "-m", "teleop.cli", "record", "--rig", "sim-bimanual", "--operator", "op",
            "--task", "t", "--episodes", "3", "--seconds", "2", "--data-dir", str(data), "--min-free-gb", "0"]  # fmt: skip
     proc = subprocess.Popen(

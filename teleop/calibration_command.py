@@ -1,0 +1,632 @@
+"""``teleop calibrate`` and ``teleop calibration list|show|diff``.
+
+``calibrate`` opens one arm's bus (or a camera) and drives
+:class:`calibration.procedure.CalibrationProcedure` in the terminal: each step's prompt, live
+readings, Enter to confirm. On a virtual rig the rig's own hands perform each step, so it runs
+unattended. Every calibration is stored as a new immutable record (newest is active).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import getpass
+import importlib
+import json
+import os
+import select
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any, TextIO
+
+from calibration.procedure import (
+    CalibrationProcedure,
+    CalibrationStepError,
+    LiveReadings,
+    Step,
+    StepKind,
+    VirtualPerformer,
+    camera_record,
+    run_steps,
+)
+from calibration.records import (
+    ArmCalibration,
+    CalibrationError,
+    CalibrationRecord,
+    CalibrationRecordError,
+    CameraCalibration,
+)
+from calibration.store import CalibrationStore, StoredRecord, load_record
+from rigs.cameras.base import Camera, CameraError, driver_for
+from rigs.dynamixel import control_table as ct
+from rigs.dynamixel.bus import DynamixelBus
+from rigs.spec import RigSpec, RigSpecError, load_rig
+from rigs.virtual.launcher import VirtualRig, VirtualRigError
+from teleop import __version__
+from teleop.errors import TeleopError
+from teleop.session import resolve_data_root
+
+OPERATOR_ENV = "TELEOP_OPERATOR"
+
+
+def default_operator() -> str:
+    """``$TELEOP_OPERATOR``, else the login name."""
+    env = os.environ.get(OPERATOR_ENV)
+    if env:
+        return env
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+# -- opening a rig for calibration and checks ------------------------------------------------
+
+
+@contextmanager
+def open_rig_ports(
+    spec: RigSpec, *, seed: int = 0, hold_operator: bool = False
+) -> Iterator[tuple[dict[str, str], VirtualRig | None]]:
+    """Arm name -> port to open, starting the virtual rig first if the rig is virtual.
+
+    ``hold_operator``: the virtual rig's scripted operator keeps the leaders still (as a
+    person does while the pre-flight checks run).
+    """
+    if not spec.virtual:
+        yield {a.name: a.port for a in spec.arms}, None
+        return
+    rig = VirtualRig(spec, seed=seed, hold_operator=hold_operator)
+    with rig:
+        yield dict(rig.ports), rig
+
+
+def open_camera(
+    spec: RigSpec, name: str, virtual: VirtualRig | None, stack: contextlib.ExitStack, seed: int = 0
+) -> Camera:
+    """Connect camera ``name`` through its driver, as the recorder does (see RigRuntime).
+
+    Everything opened is closed by ``stack``. On a virtual rig a RealSense camera is the
+    virtual device the real driver opens, started here first.
+    """
+    cam = next(c for c in spec.cameras if c.name == name)
+    # Drivers register themselves when their module is imported; a driver that is not there
+    # is a clear CameraError from driver_for below.
+    for module in ("synthetic", "realsense", "opencv_camera"):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(f"rigs.cameras.{module}")
+    resources: dict[str, Any] = {"rig": spec}
+    if virtual is not None:
+        resources["world"] = virtual.world
+        if cam.driver == "realsense":
+            from rigs.virtual.realsense_device import VirtualRealSense
+
+            device = VirtualRealSense(cam, rig=spec, world=virtual.world, seed=seed)
+            device.start()
+            stack.callback(device.close)
+    camera = driver_for(cam.driver)(cam, **resources)
+    camera.connect()
+    stack.callback(camera.disconnect)
+    return camera
+
+
+# -- terminal driving -------------------------------------------------------------------------
+
+
+class _Terminal:
+    """Prompts and live readings on a text stream; Enter on ``stdin`` confirms a step."""
+
+    def __init__(self, out: TextIO, stdin: TextIO | None, *, yes: bool, live_every_s: float):
+        self.out = out
+        self.stdin = stdin
+        self.yes = yes
+        self.live_every_s = live_every_s
+        self.tty = bool(getattr(out, "isatty", lambda: False)())
+        self._last_live = 0.0
+        self._step: Step | None = None
+
+    def say(self, text: str = "") -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def on_step(self, step: Step) -> None:
+        self._step = step
+        self.say(f"== {step.title}")
+        self.say(f"   {step.prompt}")
+        if self.stdin is not None and not (self.yes and step.kind == StepKind.TORQUE_OFF):
+            self.say("   (press Enter to confirm)")
+
+    def on_readings(self, step: Step, live: LiveReadings) -> None:
+        now = time.monotonic()
+        if not self.tty or now - self._last_live < self.live_every_s:
+            return
+        self._last_live = now
+        self.out.write("\r   " + _live_line(step, live) + "\x1b[K")
+        self.out.flush()
+
+    def confirmed(self) -> bool:
+        step = self._step
+        if self.yes and step is not None and step.kind == StepKind.TORQUE_OFF:
+            return True
+        if self.stdin is None:
+            return False
+        ready, _, _ = select.select([self.stdin], [], [], 0)
+        if not ready:
+            return False
+        line = self.stdin.readline()
+        if line == "":
+            raise TeleopError("stdin closed before the calibration finished; nothing saved")
+        if self.tty:
+            self.out.write("\n")
+        return True
+
+    def on_error(self, step: Step, exc: CalibrationStepError) -> None:
+        self.say(f"   ! {exc}")
+
+
+def _live_line(step: Step, live: LiveReadings) -> str:
+    if not live.ok:
+        return "(bus read failed)"
+    if step.joint is not None:
+        j = next(j for j in live.joints if j.joint == step.joint)
+        text = f"{j.joint}: {j.bus_rad:+.3f} rad (tick {j.ticks})"
+        if j.from_reference_rad is not None:
+            text += f", {j.from_reference_rad:+.3f} from reference"
+        if j.min_rad is not None and j.max_rad is not None:
+            text += f", seen {j.min_rad:+.3f} .. {j.max_rad:+.3f}"
+        return text
+    return "  ".join(f"{j.joint} {j.bus_rad:+.2f}" for j in live.joints)
+
+
+def calibrate_arm(
+    spec: RigSpec,
+    arm_name: str,
+    port: str,
+    *,
+    operator: str,
+    virtual: VirtualRig | None = None,
+    terminal: _Terminal | None = None,
+    out: Callable[[str], None] | None = None,
+    reference_rad: dict[str, float] | None = None,
+) -> CalibrationRecord:
+    """Calibrate one arm on ``port``: the virtual rig's hands, or a person at ``terminal``."""
+    arm = spec.arm(arm_name).model_copy(update={"port": port})
+    with DynamixelBus(arm) as bus:
+        proc = CalibrationProcedure(
+            spec,
+            arm_name,
+            bus,
+            operator=operator,
+            reference_rad=reference_rad,
+            software_version=__version__,
+        )
+        if virtual is not None:
+            say = out or (terminal.say if terminal else (lambda _t: None))
+            return run_steps(
+                proc,
+                performer=VirtualPerformer(virtual, proc),
+                on_step=lambda s: say(f"== {s.title} (virtual rig performs it)"),
+                on_readings=terminal.on_readings if terminal else None,
+            )
+        if terminal is None:
+            raise TeleopError(
+                f"calibrating {arm_name} on hardware needs a terminal to confirm steps"
+            )
+        return run_steps(
+            proc,
+            confirmed=terminal.confirmed,
+            on_step=terminal.on_step,
+            on_readings=terminal.on_readings,
+            on_error=terminal.on_error,
+        )
+
+
+def calibrate_camera(
+    spec: RigSpec, name: str, *, operator: str, virtual: VirtualRig | None = None, seed: int = 0
+) -> CalibrationRecord:
+    """Read a camera's intrinsics and serial from its driver into a record."""
+    with contextlib.ExitStack() as stack:
+        try:
+            camera = open_camera(spec, name, virtual, stack, seed)
+        except CameraError:
+            raise
+        except Exception as exc:  # a driver that is still being written may fail any way
+            raise TeleopError(
+                f"camera {name}: cannot open it ({type(exc).__name__}: {exc})"
+            ) from None
+        info = camera.info()
+        return camera_record(
+            spec,
+            name,
+            camera.intrinsics(),
+            operator=operator,
+            serial=info.serial or None,
+            model=info.model,
+            firmware=info.firmware,
+            software_version=__version__,
+        )
+
+
+def run_calibrate(
+    rig: str,
+    *,
+    arms: Sequence[str] = (),
+    cameras: Sequence[str] = (),
+    all_targets: bool = False,
+    operator: str | None = None,
+    data_dir: str | None = None,
+    yes: bool = False,
+    seed: int = 0,
+    out: TextIO | None = None,
+    stdin: TextIO | None = None,
+) -> list[StoredRecord]:
+    """Calibrate arms and cameras of ``rig`` and store one record each; returns them."""
+    out = out or sys.stdout
+    spec = load_rig(rig).spec
+    arm_names = [a.name for a in spec.arms]
+    cam_names = [c.name for c in spec.cameras]
+    if all_targets:
+        arms, cameras = arm_names, cam_names
+    for name in arms:
+        if name not in arm_names:
+            raise TeleopError(f"rig {spec.id} has no arm {name!r}; arms: {', '.join(arm_names)}")
+    for name in cameras:
+        if name not in cam_names:
+            raise TeleopError(
+                f"rig {spec.id} has no camera {name!r}; cameras: {', '.join(cam_names) or 'none'}"
+            )
+    if not arms and not cameras:
+        raise TeleopError("name what to calibrate: --arm NAME, --camera NAME or --all")
+    operator = operator or default_operator()
+    store = CalibrationStore(resolve_data_root(data_dir))
+    terminal = _Terminal(
+        out, None if spec.virtual else (stdin or sys.stdin), yes=yes, live_every_s=0.1
+    )
+    saved: list[StoredRecord] = []
+    with open_rig_ports(spec, seed=seed) as (ports, virtual):
+        records: dict[str, CalibrationRecord] = {}
+        if virtual is not None and len(arms) > 1:
+            # The virtual rig has a pair of hands per arm: its arms calibrate at once, each on
+            # its own bus (a person at a real rig does one arm after another).
+            with ThreadPoolExecutor(len(arms)) as pool:
+                futures = {
+                    name: pool.submit(
+                        calibrate_arm,
+                        spec,
+                        name,
+                        ports[name],
+                        operator=operator,
+                        virtual=virtual,
+                        out=lambda _t: None,
+                    )  # fmt: skip
+                    for name in arms
+                }
+                records = {name: f.result() for name, f in futures.items()}
+        for name in arms:
+            record = records.get(name) or calibrate_arm(
+                spec, name, ports[name], operator=operator, virtual=virtual, terminal=terminal
+            )
+            stored = store.save(record)
+            saved.append(stored)
+            terminal.say(f"saved {stored.id} for {name}: {stored.path}")
+            terminal.say(format_arm_table(record.calibration))  # type: ignore[arg-type]
+            if spec.arm(name).role == "follower" and not spec.virtual:
+                terminal.say(
+                    f"torque stays off on {name}; recording switches it on where it stands"
+                )
+        for name in cameras:
+            record = calibrate_camera(spec, name, operator=operator, virtual=virtual, seed=seed)
+            stored = store.save(record)
+            saved.append(stored)
+            terminal.say(f"saved {stored.id} for camera {name}: {stored.path}")
+    return saved
+
+
+# -- presenting records ---------------------------------------------------------------------
+
+
+def format_arm_table(cal: ArmCalibration) -> str:
+    """The joints of an arm record as an aligned table."""
+    rows = [("joint", "offset rad", "tick", "dir", "ref rad", "min rad", "max rad")]
+    for j in cal.joints:
+        rows.append(
+            (
+                j.name,
+                f"{j.offset_rad:+.4f}",
+                str(j.offset_ticks),
+                f"{j.direction:+d}",
+                f"{j.reference_rad:+.3f}",
+                f"{j.min_rad:+.4f}",
+                f"{j.max_rad:+.4f}",
+            )
+        )
+    text = _table(rows)
+    if cal.gripper is not None:
+        g = cal.gripper
+        text += (
+            f"\ngripper {g.joint}: open {g.open_rad:+.4f} rad, closed {g.closed_rad:+.4f} rad "
+            "(bus angles; mapped closed..open onto the follower's)"
+        )
+    return text
+
+
+def _table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )
+
+
+def _rig_id(store: CalibrationStore, rig: str | None) -> str | None:
+    if rig is None:
+        return None
+    try:
+        return load_rig(rig).spec.id
+    except RigSpecError:
+        if store.rig_dir(rig).is_dir():
+            return rig  # a rig id whose file is gone: its records are still listed
+        raise
+
+
+def render_list(store: CalibrationStore, rig_id: str | None) -> tuple[str, int]:
+    """The ``calibration list`` table and its exit code (1 if any file is unusable)."""
+    rigs = [rig_id] if rig_id else store.rig_ids()
+    lines: list[str] = []
+    status = 0
+    for rid in rigs:
+        good: list[StoredRecord] = []
+        bad: list[str] = []
+        for path in store.paths(rid):
+            try:
+                good.append(load_record(path, rig_id=rid))
+            except CalibrationRecordError as exc:
+                bad.append(str(exc))
+        good.sort(key=lambda r: (r.record.created_utc, r.id))
+        active_ids = {r.target: r.id for r in good}  # newest wins
+        lines.append(f"rig {rid} ({store.rig_dir(rid)}): {len(good)} records")
+        rows = [("", "id", "kind", "arm/camera", "created (UTC)", "operator")]
+        for r in good:
+            mark = "*" if active_ids.get(r.target) == r.id else ""
+            rows.append(
+                (mark, r.id, r.kind, r.target, r.record.created_utc[:19], r.record.operator)
+            )
+        if good:
+            lines.append(_table(rows))
+        for message in bad:
+            lines.append(f"! {message}")
+            status = 1
+    if not lines:
+        lines.append(f"no calibration records under {store.root}")
+    elif len(rigs):
+        lines.append("* = active (the newest record for its arm or camera)")
+    return "\n".join(lines), status
+
+
+def render_show(stored: StoredRecord, active: StoredRecord | None, as_json: bool) -> str:
+    """One record, readable (or its body as JSON)."""
+    r = stored.record
+    if as_json:
+        return json.dumps(
+            {"id": stored.id, "sha256": stored.sha256, "record": r.body()}, indent=2, sort_keys=True
+        )
+    cal = r.calibration
+    current = active is None or active.id == stored.id
+    state = "yes" if current else f"no (active: {active.id})"  # type: ignore[union-attr]
+    lines = [
+        f"record    {stored.id}",
+        f"file      {stored.path}",
+        f"sha256    {stored.sha256}",
+        f"rig       {r.rig_id}",
+        f"active    {state}",
+        f"by        {r.operator} at {r.created_utc}"
+        + (f" (teleop {r.software_version})" if r.software_version else ""),
+    ]
+    if isinstance(cal, ArmCalibration):
+        follows = f", follows {cal.follows}" if cal.follows else ""
+        lines.append(f"arm       {cal.arm} ({cal.role}{follows})")
+        serial = f", adapter serial {cal.adapter_serial}" if cal.adapter_serial else ""
+        lines.append(f"port      {cal.port}{serial}")
+        motors = ", ".join(
+            f"{m.id} {m.joint} {m.model} fw{m.firmware}"
+            + (f" (shadow of {m.shadow_of})" if m.shadow_of is not None else "")
+            for m in cal.motors
+        )
+        lines.append(f"motors    {motors}")
+        lines.append(format_arm_table(cal))
+    else:
+        assert isinstance(cal, CameraCalibration)
+        i = cal.intrinsics
+        lines += [
+            f"camera    {cal.camera} ({cal.driver}, {cal.model or 'model unknown'}, "
+            f"serial {cal.serial or 'unknown'}, firmware {cal.firmware or 'unknown'})",
+            f"size      {i.width}x{i.height}",
+            f"focal     fx {i.fx:.3f}  fy {i.fy:.3f}",
+            f"centre    cx {i.cx:.3f}  cy {i.cy:.3f}",
+            f"distortion {i.distortion_model}: {', '.join(f'{c:.6g}' for c in i.coeffs)}",
+        ]
+    if r.notes:
+        lines.append(f"notes     {r.notes}")
+    return "\n".join(lines)
+
+
+def _num_diff(label: str, a: float, b: float, unit: str = "", ticks: bool = False) -> str | None:
+    if a == b:
+        return None
+    extra = f", {(b - a) / ct.RAD_PER_TICK:+.1f} ticks" if ticks else ""
+    return f"{label} {a:+.4f} -> {b:+.4f} ({b - a:+.4f}{unit}{extra})"
+
+
+def render_diff(a: StoredRecord, b: StoredRecord) -> str:
+    """Two records side by side, joint by joint (or field by field for cameras)."""
+    ra, rb = a.record, b.record
+    lines = [
+        f"A {a.id}  {ra.kind} {ra.target}  {ra.created_utc} by {ra.operator}",
+        f"B {b.id}  {rb.kind} {rb.target}  {rb.created_utc} by {rb.operator}",
+    ]
+    if ra.target != rb.target or ra.kind != rb.kind:
+        lines.append(f"note: A is for {ra.kind} {ra.target}, B for {rb.kind} {rb.target}")
+    ca, cb = ra.calibration, rb.calibration
+    if isinstance(ca, ArmCalibration) and isinstance(cb, ArmCalibration):
+        names = list(dict.fromkeys(ca.joint_names + cb.joint_names))
+        for name in names:
+            if name not in ca.joint_names or name not in cb.joint_names:
+                lines.append(f"{name}: only in {'A' if name in ca.joint_names else 'B'}")
+                continue
+            ja, jb = ca.joint(name), cb.joint(name)
+            changes = [
+                _num_diff("offset", ja.offset_rad, jb.offset_rad, " rad", ticks=True),
+                None
+                if ja.direction == jb.direction
+                else f"direction {ja.direction:+d} -> {jb.direction:+d}",
+                _num_diff("reference", ja.reference_rad, jb.reference_rad, " rad"),
+                _num_diff("min", ja.min_rad, jb.min_rad, " rad"),
+                _num_diff("max", ja.max_rad, jb.max_rad, " rad"),
+            ]
+            changed = [c for c in changes if c]
+            lines.append(f"{name}: " + ("; ".join(changed) if changed else "same"))
+        ga, gb = ca.gripper, cb.gripper
+        if ga is not None and gb is not None:
+            changed = [
+                c
+                for c in (
+                    _num_diff("open", ga.open_rad, gb.open_rad, " rad"),
+                    _num_diff("closed", ga.closed_rad, gb.closed_rad, " rad"),
+                )
+                if c
+            ]
+            lines.append(f"gripper {gb.joint}: " + ("; ".join(changed) if changed else "same"))
+        elif (ga is None) != (gb is None):
+            lines.append(f"gripper: only in {'A' if ga is not None else 'B'}")
+        ma = {m.id: (m.joint, m.model, m.firmware) for m in ca.motors}
+        mb = {m.id: (m.joint, m.model, m.firmware) for m in cb.motors}
+        for mid in sorted(set(ma) | set(mb)):
+            if ma.get(mid) != mb.get(mid):
+                lines.append(f"motor {mid}: {ma.get(mid)} -> {mb.get(mid)}")
+    elif isinstance(ca, CameraCalibration) and isinstance(cb, CameraCalibration):
+        ia, ib = ca.intrinsics.model_dump(), cb.intrinsics.model_dump()
+        ia.update(serial=ca.serial, driver=ca.driver)
+        ib.update(serial=cb.serial, driver=cb.driver)
+        same = True
+        for key in sorted(ia):
+            if ia[key] != ib[key]:
+                same = False
+                lines.append(f"{key}: {ia[key]} -> {ib[key]}")
+        if same:
+            lines.append("intrinsics, distortion and serial: same")
+    return "\n".join(lines)
+
+
+# -- argparse -------------------------------------------------------------------------------
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    try:
+        run_calibrate(
+            args.rig,
+            arms=args.arm or (),
+            cameras=args.camera or (),
+            all_targets=args.all,
+            operator=args.operator,
+            data_dir=args.data_dir,
+            yes=args.yes,
+            seed=args.seed,
+        )
+    except (CalibrationError, VirtualRigError) as exc:
+        raise TeleopError(str(exc)) from None
+    return 0
+
+
+def _store(args: argparse.Namespace) -> CalibrationStore:
+    return CalibrationStore(resolve_data_root(args.data_dir))
+
+
+def _list(args: argparse.Namespace) -> int:
+    store = _store(args)
+    text, status = render_list(store, _rig_id(store, args.rig))
+    sys.stdout.write(text + "\n")
+    return status
+
+
+def _show(args: argparse.Namespace) -> int:
+    store = _store(args)
+    try:
+        stored = store.find(args.record, _rig_id(store, args.rig))
+        try:
+            active = store.active(stored.record.rig_id).get(stored.target)
+        except CalibrationRecordError:
+            active = None  # another file of the rig is unusable; `list` names it
+        sys.stdout.write(render_show(stored, active, args.json) + "\n")
+    except CalibrationError as exc:
+        raise TeleopError(str(exc)) from None
+    return 0
+
+
+def _diff(args: argparse.Namespace) -> int:
+    store = _store(args)
+    rig_id = _rig_id(store, args.rig)
+    try:
+        a, b = store.find(args.a, rig_id), store.find(args.b, rig_id)
+    except CalibrationError as exc:
+        raise TeleopError(str(exc)) from None
+    sys.stdout.write(render_diff(a, b) + "\n")
+    return 0
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``calibrate`` and ``calibration`` on the CLI's sub-command parsers."""
+    c = subparsers.add_parser(
+        "calibrate",
+        help="calibrate arms (and read camera intrinsics) into new calibration records",
+        description="Step by step: torque off, reference pose, sweep each joint, open and "
+        "close the gripper. On a virtual rig the rig performs the steps itself.",
+    )
+    c.add_argument("--rig", required=True, help="preset name or rig .toml path")
+    c.add_argument("--arm", action="append", metavar="NAME", help="arm to calibrate (repeatable)")
+    c.add_argument(
+        "--camera", action="append", metavar="NAME", help="camera to record (repeatable)"
+    )
+    c.add_argument("--all", action="store_true", help="every arm and camera of the rig")
+    c.add_argument("--operator", help=f"who calibrates (default ${OPERATOR_ENV} or login name)")
+    c.add_argument("--data-dir", help="data root (default $TELEOP_DATA_DIR or ./sessions)")
+    c.add_argument(
+        "--yes",
+        action="store_true",
+        help="switch torque off without asking (motion steps on hardware still wait for Enter)",
+    )
+    c.add_argument("--seed", type=int, default=0, help="virtual rig: scripted operator seed")
+    c.set_defaults(func=_calibrate)
+
+    cal = subparsers.add_parser("calibration", help="list, show and compare calibration records")
+    sub = cal.add_subparsers(dest="calibration_action", required=True, metavar="ACTION")
+    ls = sub.add_parser("list", help="records per rig; * marks the active one")
+    ls.add_argument("--rig", help="only this rig (preset, .toml path or rig id)")
+    ls.add_argument("--data-dir", help="data root (default $TELEOP_DATA_DIR or ./sessions)")
+    ls.set_defaults(func=_list)
+    sh = sub.add_parser("show", help="one record")
+    sh.add_argument("record", help="record id (or a unique prefix) or file path")
+    sh.add_argument("--rig", help="look only in this rig's records")
+    sh.add_argument("--data-dir", help="data root (default $TELEOP_DATA_DIR or ./sessions)")
+    sh.add_argument("--json", action="store_true", help="the record as JSON")
+    sh.set_defaults(func=_show)
+    df = sub.add_parser("diff", help="two records, joint by joint")
+    df.add_argument("a", help="record id, prefix or path")
+    df.add_argument("b", help="record id, prefix or path")
+    df.add_argument("--rig", help="look only in this rig's records")
+    df.add_argument("--data-dir", help="data root (default $TELEOP_DATA_DIR or ./sessions)")
+    df.set_defaults(func=_diff)
+
+
+__all__ = [
+    "add_parser",
+    "calibrate_arm",
+    "calibrate_camera",
+    "default_operator",
+    "open_camera",
+    "open_rig_ports",
+    "render_diff",
+    "render_list",
+    "render_show",
+    "run_calibrate",
+]

@@ -1,0 +1,369 @@
+"""``teleop doctor``: pre-flight checks of a rig, printed as an OK / WARN / FAIL table.
+
+:func:`run_checks` is the same list of checks the recorder runs at record start: the rig file
+loads; every bus port exists and its USB latency timer; every motor answers with the right
+model; every arm (and camera) has a calibration record that fits the rig's motors and
+cameras and is younger than ``max_age_days``; each follower stands within
+``pose_threshold_rad`` of where its leader would send it; the data root has free space.
+Checks only read: no torque or mode is changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import enum
+import os
+import shutil
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from calibration import checks
+from calibration.checks import Problem
+from calibration.mapping import mappings_for
+from calibration.records import CalibrationError, utc_now
+from calibration.store import CalibrationStore, StoredRecord
+from rigs.cameras.base import Camera
+from rigs.dynamixel.bus import BusError, DynamixelBus, MotorInfo, ftdi_latency_timer_ms
+from rigs.spec import LoadedRig, RigSpec, RigSpecError, load_rig
+from rigs.virtual.launcher import VirtualRigError
+from teleop.calibration_command import open_camera, open_rig_ports
+from teleop.session import resolve_data_root
+
+
+class Status(enum.StrEnum):
+    OK = "OK"
+    WARN = "WARN"
+    FAIL = "FAIL"
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One row of the doctor's table."""
+
+    status: Status
+    check: str
+    subject: str
+    joint: str | None = None
+    measured: str = ""
+    threshold: str = ""
+    fix: str = ""
+
+    @classmethod
+    def from_problem(cls, p: Problem) -> CheckResult:
+        status = Status.FAIL if p.severity == "fail" else Status.WARN
+        return cls(status, p.check, p.subject, p.joint, p.measured, p.threshold, p.fix)
+
+    @property
+    def where(self) -> str:
+        return f"{self.subject}.{self.joint}" if self.joint else self.subject
+
+    def __str__(self) -> str:
+        limit = f" (limit {self.threshold})" if self.threshold else ""
+        fix = f"; {self.fix}" if self.fix else ""
+        return f"{self.status} {self.check} {self.where}: {self.measured}{limit}{fix}"
+
+
+def _ok(check: str, subject: str, measured: str, joint: str | None = None) -> CheckResult:
+    return CheckResult(Status.OK, check, subject, joint, measured)
+
+
+def _existing_parent(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _bus_checks(
+    spec: RigSpec,
+    ports: Mapping[str, str],
+    open_buses: bool,
+    positions: dict[str, np.ndarray],
+    motors: dict[str, list[MotorInfo]],
+) -> list[CheckResult]:
+    out: list[CheckResult] = []
+    for arm in spec.arms:
+        port = ports.get(arm.name, arm.port)
+        if port == "virtual" or not os.path.exists(port):
+            out.append(
+                CheckResult(
+                    Status.FAIL,
+                    "bus port",
+                    arm.name,
+                    measured=f"{port} does not exist",
+                    fix=f"plug in the adapter or fix 'port' for arm {arm.name} in the rig file",
+                )
+            )
+            continue
+        out.append(_ok("bus port", arm.name, port))
+        timer = ftdi_latency_timer_ms(port)
+        problems = checks.latency_timer(arm.name, port, timer)
+        out += [CheckResult.from_problem(p) for p in problems]
+        if not problems:
+            text = "not an FTDI adapter" if timer is None else f"{timer} ms"
+            out.append(_ok("latency timer", arm.name, text))
+        if not open_buses:
+            continue
+        bus = DynamixelBus(arm.model_copy(update={"port": port}))
+        try:
+            found = bus.connect()
+            motors[arm.name] = found
+            reading = bus.read_state()
+            if reading.ok:
+                positions[arm.name] = np.asarray(reading.position_rad, dtype=float)
+            out.append(_ok("motors", arm.name, f"{len(found)} motors answer with the right model"))
+        except BusError as exc:
+            out.append(CheckResult(Status.FAIL, "motors", arm.name, measured=str(exc)))
+        finally:
+            bus.disconnect()
+    return out
+
+
+def _camera_checks(
+    cameras: Mapping[str, Camera], notes: Mapping[str, str]
+) -> tuple[list[CheckResult], dict[str, str], dict[str, Any]]:
+    out: list[CheckResult] = []
+    serials: dict[str, str] = {}
+    intrinsics: dict[str, Any] = {}
+    for name, cam in cameras.items():
+        try:
+            info = cam.info()
+            intrinsics[name] = cam.intrinsics()
+            if info.serial:
+                serials[name] = info.serial
+            out.append(_ok("camera", name, f"{info.model or info.driver} serial {info.serial}"))
+        except Exception as exc:  # drivers vary; report, do not crash the checks
+            out.append(
+                CheckResult(Status.WARN, "camera", name, measured=f"cannot describe it ({exc})")
+            )
+    for name, note in notes.items():
+        out.append(
+            CheckResult(
+                Status.WARN, "camera", name, measured=f"not opened: {note}", fix="checks skipped"
+            )
+        )
+    return out, serials, intrinsics
+
+
+def run_checks(
+    rig: str | Path | LoadedRig | RigSpec,
+    data_root: str | Path,
+    *,
+    ports: Mapping[str, str] | None = None,
+    positions: Mapping[str, np.ndarray] | None = None,
+    cameras: Mapping[str, Camera] | None = None,
+    camera_notes: Mapping[str, str] | None = None,
+    open_buses: bool = True,
+    max_age_days: float = checks.DEFAULT_MAX_AGE_DAYS,
+    pose_threshold_rad: float = checks.DEFAULT_POSE_DELTA_RAD,
+    min_free_gb: float = 1.0,
+    warn_free_gb: float = 10.0,
+    camera_records_required: bool = False,
+    now: dt.datetime | None = None,
+) -> list[CheckResult]:
+    """Every pre-flight check of ``rig`` (a preset name, path, loaded rig or spec).
+
+    ``ports`` overrides the rig file's ports (the virtual rig's pseudo-terminals). With
+    ``open_buses`` each bus is opened, pinged (model check) and read once, then closed, so
+    call it while nothing else holds the buses; or pass ``positions`` (bus angles per arm)
+    read elsewhere and ``open_buses=False``. ``cameras`` are opened cameras to compare with
+    their records; ``camera_notes`` says why a camera was not opened.
+    """
+    results: list[CheckResult] = []
+    if isinstance(rig, RigSpec):
+        spec, source = rig, f"rig {rig.id}"
+    else:
+        try:
+            loaded = rig if isinstance(rig, LoadedRig) else load_rig(rig)
+        except RigSpecError as exc:
+            return [CheckResult(Status.FAIL, "rig file", str(rig), measured=str(exc))]
+        spec, source = loaded.spec, loaded.source
+    results.append(
+        _ok("rig file", spec.id, f"{source}: {len(spec.arms)} arms, {len(spec.cameras)} cameras")
+    )
+
+    root = Path(data_root)
+    where = _existing_parent(root)
+    free = shutil.disk_usage(where).free
+    disk = checks.disk_space(str(root), free, min_free_gb=min_free_gb, warn_free_gb=warn_free_gb)
+    results += [CheckResult.from_problem(p) for p in disk]
+    if not disk:
+        results.append(_ok("disk space", str(root), f"{free / 1e9:.1f} GB free"))
+
+    read_positions: dict[str, np.ndarray] = {}
+    motors: dict[str, list[MotorInfo]] = {}
+    results += _bus_checks(spec, ports or {}, open_buses, read_positions, motors)
+    read_positions.update(positions or {})
+
+    cam_rows, serials, intrinsics = _camera_checks(cameras or {}, camera_notes or {})
+    results += cam_rows
+
+    try:
+        active: dict[str, StoredRecord] = CalibrationStore(root).active(spec.id)
+    except CalibrationError as exc:
+        results.append(CheckResult(Status.FAIL, "calibration records", spec.id, measured=str(exc)))
+        return results
+    now = now or utc_now()
+    problems = checks.missing_records(spec, active, cameras_required=camera_records_required)
+    mismatches = checks.record_mismatches(
+        spec, active, motors=motors, camera_serials=serials, camera_intrinsics=intrinsics
+    )
+    stale = checks.stale_records(active, now=now, max_age_days=max_age_days)
+    problems += mismatches + stale
+    results += [CheckResult.from_problem(p) for p in problems]
+    flagged = {p.subject for p in problems}
+    for target, r in active.items():
+        if target not in flagged:
+            age = (now - r.record.created).total_seconds() / 86400.0
+            results.append(
+                _ok(
+                    "calibration record",
+                    target,
+                    f"{r.id} by {r.record.operator}, {age:.1f} days old",
+                )
+            )
+
+    arm_names = {a.name for a in spec.arms}
+    arm_failures = [p for p in problems if p.severity == "fail" and p.subject in arm_names]
+    if arm_failures:
+        return results
+    try:
+        mappings = mappings_for(spec, active)
+    except CalibrationError as exc:
+        results.append(CheckResult(Status.FAIL, "calibration mapping", spec.id, measured=str(exc)))
+        return results
+    wraps = checks.follower_wraps(spec, mappings)
+    results += [CheckResult.from_problem(p) for p in wraps]
+    deltas = checks.pose_deltas(spec, mappings, read_positions, threshold_rad=pose_threshold_rad)
+    results += [CheckResult.from_problem(p) for p in deltas]
+    for follower in spec.followers:
+        m = mappings[follower.name]
+        if any(p.subject == follower.name for p in deltas):
+            continue
+        if m.leader in read_positions and follower.name in read_positions:
+            goal = m.map(read_positions[m.leader])
+            worst = float(np.max(np.abs(goal - read_positions[follower.name])))
+            results.append(
+                CheckResult(
+                    Status.OK,
+                    "pose delta",
+                    follower.name,
+                    measured=f"largest {worst:.2f} rad from {m.leader}",
+                    threshold=f"{pose_threshold_rad:.2f} rad",
+                )
+            )
+        else:
+            results.append(
+                CheckResult(
+                    Status.WARN,
+                    "pose delta",
+                    follower.name,
+                    measured="not measured (no reading of the leader and follower)",
+                    fix="fix the bus checks above",
+                )
+            )
+    return results
+
+
+def render_results(results: list[CheckResult]) -> str:
+    """The table ``teleop doctor`` prints, with a summary line."""
+    rows = []
+    for r in results:
+        limit = f" (limit {r.threshold})" if r.threshold else ""
+        fix = f"  -> {r.fix}" if r.fix else ""
+        rows.append((str(r.status), r.check, r.where, f"{r.measured}{limit}{fix}"))
+    widths = [max((len(row[i]) for row in rows), default=0) for i in range(3)]
+    lines = [
+        f"{s:<{widths[0]}}  {c:<{widths[1]}}  {w:<{widths[2]}}  {d}".rstrip() for s, c, w, d in rows
+    ]
+    counts = {s: sum(r.status == s for r in results) for s in Status}
+    verdict = "FAIL" if counts[Status.FAIL] else ("WARN" if counts[Status.WARN] else "OK")
+    lines.append(
+        f"doctor: {verdict} ({counts[Status.FAIL]} failed, {counts[Status.WARN]} warnings, "
+        f"{counts[Status.OK]} ok)"
+    )
+    return "\n".join(lines)
+
+
+def run_doctor(
+    rig: str,
+    *,
+    data_dir: str | None = None,
+    seed: int = 0,
+    with_cameras: bool = True,
+    **options: Any,
+) -> list[CheckResult]:
+    """Open the rig (starting the virtual rig, leaders held still), run the checks, close."""
+    try:
+        loaded = load_rig(rig)
+    except RigSpecError as exc:
+        return [CheckResult(Status.FAIL, "rig file", rig, measured=str(exc))]
+    spec = loaded.spec
+    data_root = resolve_data_root(data_dir)
+    try:
+        with (
+            open_rig_ports(spec, seed=seed, hold_operator=True) as (ports, virtual),
+            contextlib.ExitStack() as stack,
+        ):
+            cameras: dict[str, Camera] = {}
+            notes: dict[str, str] = {}
+            for cam in spec.cameras if with_cameras else []:
+                try:
+                    cameras[cam.name] = open_camera(spec, cam.name, virtual, stack, seed)
+                except Exception as exc:  # a driver not ready yet is a note, not a crash
+                    notes[cam.name] = f"{type(exc).__name__}: {exc}"
+            return run_checks(
+                loaded, data_root, ports=ports, cameras=cameras, camera_notes=notes, **options
+            )
+    except VirtualRigError as exc:
+        return [CheckResult(Status.FAIL, "virtual rig", spec.id, measured=str(exc))]
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    results = run_doctor(
+        args.rig,
+        data_dir=args.data_dir,
+        seed=args.seed,
+        with_cameras=not args.no_cameras,
+        max_age_days=args.max_age_days,
+        pose_threshold_rad=args.max_pose_delta,
+        min_free_gb=args.min_free_gb,
+    )
+    sys.stdout.write(render_results(results) + "\n")
+    return 1 if any(r.status == Status.FAIL for r in results) else 0
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``doctor`` on the CLI's sub-command parsers."""
+    d = subparsers.add_parser(
+        "doctor",
+        help="pre-flight checks: ports, motors, calibration, pose, disk (exit 1 on FAIL)",
+    )
+    d.add_argument("--rig", required=True, help="preset name or rig .toml path")
+    d.add_argument("--data-dir", help="data root (default $TELEOP_DATA_DIR or ./sessions)")
+    d.add_argument(
+        "--max-age-days",
+        type=float,
+        default=checks.DEFAULT_MAX_AGE_DAYS,
+        help="oldest acceptable calibration record (default %(default)g days)",
+    )
+    d.add_argument(
+        "--max-pose-delta",
+        type=float,
+        default=checks.DEFAULT_POSE_DELTA_RAD,
+        metavar="RAD",
+        help="largest follower-leader joint difference at start (default %(default)g rad)",
+    )
+    d.add_argument(
+        "--min-free-gb", type=float, default=1.0, help="FAIL below this free space (default 1)"
+    )
+    d.add_argument("--no-cameras", action="store_true", help="do not open the cameras")
+    d.add_argument("--seed", type=int, default=0, help="virtual rig: scripted operator seed")
+    d.set_defaults(func=_doctor)

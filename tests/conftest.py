@@ -1,0 +1,42 @@
+"""Shared fixtures: one calibration of the virtual rig for every test that records."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from calibration.store import CALIBRATION_DIR
+from teleop.calibration_command import run_calibrate
+
+
+@pytest.fixture(scope="session")
+def sim_calibration(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data root holding calibration records of every arm and camera of sim-bimanual,
+    made by the real procedure on the virtual rig (its own hands do the moves)."""
+    root = tmp_path_factory.mktemp("calibrated")
+    run_calibrate(
+        "sim-bimanual",
+        all_targets=True,
+        yes=True,
+        operator="op-test",
+        data_dir=str(root),
+        out=io.StringIO(),
+    )
+    return root
+
+
+@pytest.fixture()
+def calibrated_root(sim_calibration: Path) -> Callable[[Path], Path]:
+    """Copy the calibration records into a data root (made if needed) and return it."""
+
+    def make(data_root: Path) -> Path:
+        shutil.copytree(
+            sim_calibration / CALIBRATION_DIR, data_root / CALIBRATION_DIR, dirs_exist_ok=True
+        )
+        return data_root
+
+    return make
