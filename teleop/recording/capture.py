@@ -83,7 +83,8 @@ class CaptureThread(Worker):
         self._freeze_frames = max(2, round(freeze_s * camera.spec.fps))
 
     def _event(self, kind: str, detail: str) -> None:
-        log.warning("camera %s: %s %s", self.camera.name, kind, detail)
+        level = logging.INFO if kind == "frames_missing" else logging.WARNING
+        log.log(level, "camera %s: %s %s", self.camera.name, kind, detail)
         if self.on_event is not None:
             self.on_event((self.camera.name, kind, detail, time.monotonic_ns()))
 
