@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import psutil
 
 from rigs.spec import LoadedRig, load_rig
@@ -103,6 +104,7 @@ def bench_one(
                 cpu1, wall1 = _cpu_seconds(procs), time.monotonic()
                 rss1 = me.memory_info().rss
             captured = {n: c.stats.captured for n, c in recorder.captures.items()}
+            stamp_errors = _stamp_errors(result.path, runtime, recorder.clock.offset_ns)
             drivers = {n: c.camera.spec.driver for n, c in recorder.captures.items()}
         finally:
             runner.close()
@@ -120,8 +122,34 @@ def bench_one(
         "mb_per_s": size / 2**20 / wall,
         "file_mb": size / 2**20,
         "captured_total": captured,
+        "stamp_errors": stamp_errors,
         "drivers": drivers,
     }
+
+
+def _stamp_errors(path: Path, runtime: RigRuntime, offset_ns: int) -> dict[str, dict[str, float]]:
+    """Recorded capture stamp minus the virtual device's true exposure time, per camera (ms).
+
+    Only virtual RealSense cameras know the truth; their stamps went through the device clock,
+    pyrealsense2 and the device→host clock mapping, so this measures that whole path.
+    """
+    from teleop.episode.reader import iter_messages
+
+    out: dict[str, dict[str, float]] = {}
+    for name, device in runtime.virtual_cameras.items():
+        errors = []
+        for m in iter_messages(path, [f"/cameras/{name}/color/compressed"]):
+            truth = device.capture_time_ns(m.sequence)
+            if truth is None:
+                continue
+            stamp = m.message.header.stamp
+            recorded_mono = stamp.sec * 1_000_000_000 + stamp.nanosec - offset_ns
+            errors.append((recorded_mono - truth) / 1e6)
+        if errors:
+            a = np.asarray(errors)
+            out[name] = {"p50": float(np.percentile(a, 50)), "p99": float(np.percentile(np.abs(a), 99)),
+                         "max": float(np.abs(a).max())}  # fmt: skip
+    return out
 
 
 def format_result(r: dict[str, object]) -> str:
@@ -143,6 +171,12 @@ def format_result(r: dict[str, object]) -> str:
             f"capture->write ms p50 {lat['p50']:.1f} p99 {lat['p99']:.1f}; "
             f"skew to joints ms p50 {skew['p50']:.1f} max {skew['max']:.1f}"
         )
+        err = r["stamp_errors"].get(name)  # type: ignore[attr-defined]
+        if err:
+            lines.append(
+                f"    capture stamp vs true exposure (virtual device): median {err['p50']:+.3f} ms, "
+                f"|error| p99 {err['p99']:.3f} ms, max {err['max']:.3f} ms"
+            )
     lines.append(
         f"  CPU {r['cpu_percent']:.0f} % of one core (app + virtual rig, {r['cpu_cores']} cores), "
         f"peak RSS {r['peak_rss_mb']:.0f} MB, RSS growth {r['rss_growth_mb']:+.1f} MB, "
@@ -153,12 +187,19 @@ def format_result(r: dict[str, object]) -> str:
 
 
 def run_bench_record(
-    *, rig: str, seconds: float, rates: list[float], out: Callable[[str], None]
+    *,
+    rig: str,
+    seconds: float,
+    rates: list[float],
+    out: Callable[[str], None],
+    uvc_files: bool = False,
 ) -> None:
-    out(f"teleop bench record: rig {rig}, {seconds:g} s per rate, rates {rates}")
+    extra = ", UVC cameras on video files" if uvc_files else ""
+    out(f"teleop bench record: rig {rig}{extra}, {seconds:g} s per rate, rates {rates}")
     with tempfile.TemporaryDirectory(prefix="teleop-bench-") as tmp:
+        _calibrate_quietly(rig, Path(tmp))
         for rate in rates:
-            out(format_result(bench_one(rig, rate, seconds, Path(tmp))))
+            out(format_result(bench_one(rig, rate, seconds, Path(tmp), uvc_files=uvc_files)))
 
 
 def _calibrate_quietly(rig: str, data_root: Path) -> None:

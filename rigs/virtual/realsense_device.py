@@ -129,6 +129,7 @@ class VirtualRealSense:
         self._freeze_until_ns = 0
         self._silent = False
         self._produced_depth: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._capture_times: OrderedDict[int, int] = OrderedDict()
         self.frames_delivered = 0
         self.frames_dropped = 0  # by inject_drop
         self.frames_overrun = 0  # deadlines the feeder missed (machine too busy)
@@ -276,6 +277,11 @@ class VirtualRealSense:
         with self._lock:
             return self._produced_depth.get(frame_number)
 
+    def capture_time_ns(self, frame_number: int) -> int | None:
+        """The true exposure time of a frame on the host monotonic clock (the ground truth
+        against which a recording's capture stamps can be checked)."""
+        return self._capture_times.get(frame_number)
+
     def device_clock_ns(self, host_ns: int) -> int:
         """The device clock at a host monotonic time: own epoch, 20 ppm fast, µs ticks."""
         elapsed = host_ns - self._t0_ns
@@ -317,6 +323,9 @@ class VirtualRealSense:
                 self.frames_dropped += 1
             elif not silent:
                 device_ns = self.device_clock_ns(deadline)  # exposure at the deadline
+                self._capture_times[frame_number] = deadline
+                if len(self._capture_times) > 100_000:  # ~55 min at 30 fps; ints only
+                    self._capture_times.popitem(last=False)
                 if not frozen:
                     angles = {name: self._world.read(name) for name in self._followers}
                     color, depth = self._renderer.render(angles, frame_number, device_ns)
