@@ -54,6 +54,7 @@ import cv2
 import numpy as np
 
 from rigs.cameras.base import Camera, CameraError, CameraInfo, Frame, Intrinsics, register_driver
+from rigs.cameras.pacing import FramePacer
 from rigs.cameras.timemap import DeviceClockMapper
 from rigs.spec import Camera as CameraSpec
 
@@ -542,7 +543,7 @@ class OpenCVCamera(Camera):
         self._pass_base_number = 0  # frame number of position 0 in the current pass
         self._pass_base_ns = 0  # device stamp of position 0 in the current pass
         self._last_pos_ns = -1
-        self._next_deadline_ns = 0
+        self._pacer = FramePacer(spec.name, spec.fps, self._stop)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -553,6 +554,7 @@ class OpenCVCamera(Camera):
         # A fresh event per connection: a grab thread of an earlier connection that is still
         # blocked in the driver keeps its own (set) event and can never resume.
         self._stop = threading.Event()
+        self._pacer = FramePacer(self.spec.name, self.spec.fps, self._stop)
         self.mismatch = None
         self.frames_delivered = 0
         self.frames_skipped = 0
@@ -1027,7 +1029,7 @@ class OpenCVCamera(Camera):
             except CameraError:
                 self.disconnect()
                 raise
-        self._next_deadline_ns = time.monotonic_ns() + self._period_ns
+        self._pacer.start(time.monotonic_ns())
         log.info(
             "camera %s: video file %s (%dx%d, %g fps in the file) delivered at %d fps%s",
             self.name,
@@ -1079,28 +1081,8 @@ class OpenCVCamera(Camera):
     def _read_file(self, timeout_s: float) -> Frame:
         if self._ended:
             raise self._file_ended_error()
-        deadline = self._next_deadline_ns
-        wait_ns = deadline - time.monotonic_ns()
-        if wait_ns > timeout_s * 1e9:
-            self._stop.wait(timeout_s)
-            self._raise_if_stopped()
-            raise CameraError(
-                f"camera {self.name!r}: no frame within {timeout_s:.3f} s "
-                f"(running at {self.spec.fps} fps)"
-            )
-        if wait_ns > 0:
-            # An Event, not time.sleep: disconnect() from another thread ends the wait at once.
-            self._stop.wait(wait_ns / 1e9)
-            self._raise_if_stopped()
-        steps = 1
-        late_ns = time.monotonic_ns() - deadline
-        if late_ns > self._period_ns:
-            # The reader missed whole frames: a live camera would have streamed past them, so
-            # skip them in the file too and let the frame number jump.
-            missed = late_ns // self._period_ns
-            deadline += missed * self._period_ns
-            steps += missed
-        self._next_deadline_ns = deadline + self._period_ns
+        deadline, missed = self._pacer.wait(timeout_s)
+        steps = 1 + missed  # a live camera would have streamed past the missed frames
         with self._lock:
             self._raise_if_stopped()
             if self._prefetched is not None:

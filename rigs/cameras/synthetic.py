@@ -17,6 +17,7 @@ import time
 from importlib import metadata
 
 from rigs.cameras.base import Camera, CameraError, CameraInfo, Frame, Intrinsics, register_driver
+from rigs.cameras.pacing import FramePacer
 from rigs.spec import Camera as CameraSpec
 from rigs.spec import RigSpec
 from rigs.virtual.renderer import VIEWS, Renderer
@@ -61,16 +62,15 @@ class SyntheticCamera(Camera):
         self._rig = rig
         self._world = world
         self._followers = [a.name for a in rig.followers]
-        self._period_ns = round(1e9 / spec.fps)
         self._serial = synthetic_serial(spec.name)
         # The device clock's epoch: arbitrary but fixed per camera, like a device's uptime.
         seed = int.from_bytes(hashlib.sha256(self._serial.encode()).digest()[:8], "big")
         self._device_epoch_ns = random.Random(seed).randrange(10**9, 10**12)
         self._renderer: Renderer | None = None
         self._stop = threading.Event()
+        self._pacer = FramePacer(spec.name, spec.fps, self._stop)
         self._connected = False
         self._t0_ns = 0
-        self._next_deadline_ns = 0
         self._next_frame_number = 0
         self.frames_delivered = 0
         self.frames_skipped = 0
@@ -87,7 +87,7 @@ class SyntheticCamera(Camera):
             raise CameraError(f"camera {self.name!r}: {exc}") from None
         self._stop.clear()
         self._t0_ns = time.monotonic_ns()
-        self._next_deadline_ns = self._t0_ns + self._period_ns
+        self._pacer.start(self._t0_ns)
         self._next_frame_number = 0
         self.frames_delivered = 0
         self.frames_skipped = 0
@@ -112,29 +112,9 @@ class SyntheticCamera(Camera):
         renderer = self._renderer
         if not self._connected or renderer is None:
             raise CameraError(f"camera {self.name!r} is not connected; call connect() first")
-        deadline = self._next_deadline_ns
-        wait_ns = deadline - time.monotonic_ns()
-        if wait_ns > timeout_s * 1e9:
-            self._stop.wait(timeout_s)
-            self._raise_if_stopped()
-            raise CameraError(
-                f"camera {self.name!r}: no frame within {timeout_s:.3f} s (running at {self.spec.fps} fps)"
-            )
-        if wait_ns > 0:
-            # An Event, not time.sleep: disconnect() from another thread ends the wait at once.
-            self._stop.wait(wait_ns / 1e9)
-            self._raise_if_stopped()
-        now = time.monotonic_ns()
-        frame_number = self._next_frame_number
-        late_ns = now - deadline
-        if late_ns > self._period_ns:
-            # The reader missed whole frames: a real device kept streaming and dropped them,
-            # so skip to the latest deadline that has passed and let the frame number jump.
-            missed = late_ns // self._period_ns
-            deadline += missed * self._period_ns
-            frame_number += missed
-            self.frames_skipped += missed
-        self._next_deadline_ns = deadline + self._period_ns
+        deadline, missed = self._pacer.wait(timeout_s)
+        frame_number = self._next_frame_number + missed
+        self.frames_skipped += missed
         self._next_frame_number = frame_number + 1
 
         # The exposure happens at the deadline; rendering stands in for readout and transfer.
@@ -151,10 +131,6 @@ class SyntheticCamera(Camera):
             device_stamp_ns=device_ns,
             depth=depth if self.spec.depth else None,
         )
-
-    def _raise_if_stopped(self) -> None:
-        if self._stop.is_set():
-            raise CameraError(f"camera {self.name!r} was disconnected")
 
     def _device_clock_ns(self, host_ns: int) -> int:
         """The device clock at a host monotonic time: own epoch, runs 20 ppm fast."""

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from rigs.realtime import raise_priority
+from rigs.realtime import raise_priority, settle_heap
 from rigs.spec import Arm, RigSpec
 from rigs.virtual.operator import CalibrationMoves, ScriptedOperator
 from rigs.virtual.servo_chain import (
@@ -480,6 +480,7 @@ def run(
     try:
         spec = RigSpec.model_validate(spec_data)
         server = ServoServer(spec, world_name, seed, **(options or {}))
+        settle_heap()  # before "ready": a client may ping at once
         conn.send(("ready", server.ports))
         server.serve(conn)
     except Exception as exc:

@@ -22,7 +22,7 @@ import numpy as np
 from calibration.mapping import JointMapping
 from rigs.dynamixel import bus as bus_mod
 from rigs.dynamixel.bus import BusError, MotorInfo, open_buses
-from rigs.realtime import raise_priority
+from rigs.realtime import raise_priority, settle_heap
 from rigs.spec import RigSpec
 from teleop.control.loop import ArmFault, ControlLoop, ControlSample
 from teleop.control.ring import LoopCounters, SampleRing
@@ -97,6 +97,7 @@ def _child(
         ring.close()
         return
     loop = ControlLoop(spec, buses, mappings, rate_hz, lambda s: ring.put(s, counters()))
+    settle_heap()
     loop.start()
     fault_sent = False
     try:

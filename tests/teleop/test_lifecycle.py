@@ -69,7 +69,7 @@ def test_keep_discard_rerecord_and_numbering(tmp_path: Path, calibrated_root):
 def test_kill_9_then_resume_recovers_and_continues_numbering(tmp_path: Path, calibrated_root):
     data = calibrated_root(tmp_path / "data")
     cmd = [sys.executable, "-m", "teleop.cli", "record", "--rig", "sim-bimanual", "--operator", "op",
-           "--task", "t", "--episodes", "3", "--seconds", "2", "--data-dir", str(data), "--min-free-gb", "0"]  # fmt: skip
+           "--task", "t", "--episodes", "3", "--seconds", "4", "--data-dir", str(data), "--min-free-gb", "0"]  # fmt: skip
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
     )
@@ -81,7 +81,9 @@ def test_kill_9_then_resume_recovers_and_continues_numbering(tmp_path: Path, cal
             partial = found[0]
             break
         time.sleep(0.05)
-    assert partial is not None, proc.stderr.read() if proc.poll() is not None else "timeout"
+    assert partial is not None, (
+        proc.stderr.read() if proc.poll() is not None else f"timeout: {sorted(data.rglob('*'))}"
+    )
     time.sleep(0.7)
     os.killpg(proc.pid, signal.SIGKILL)  # the app and its helper processes, as a power cut would
     proc.wait(10)

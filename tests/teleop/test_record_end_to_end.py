@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -99,6 +100,14 @@ def test_provenance_quality_and_rig_attachment(session: Path):
     assert json.loads(q["flags"]) == [] or isinstance(json.loads(q["flags"]), list)
     assert float(q["achieved_rate_hz"]) > 90
     assert read_attachment(path, "rig.toml").decode() == load_rig("sim-bimanual").toml_text
+    # Every arm's active calibration record: its id and sha256 in metadata, its bytes attached.
+    cal = s.metadata["calibration"]
+    for arm in ARMS:
+        record_id, sha = cal[f"{arm}.id"], cal[f"{arm}.sha256"]
+        body = read_attachment(path, f"calibration/{record_id}.json")
+        assert hashlib.sha256(body).hexdigest() == sha
+        assert json.loads(body)["rig_id"] == "sim-bimanual"
+    assert p["calibration"].count(",") >= len(ARMS) - 1
 
 
 def test_rosbags_reads_the_file_unchanged(session: Path):

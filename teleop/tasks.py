@@ -1,0 +1,94 @@
+"""The task list: ``tasks.toml`` in the data root, kept by the lab lead.
+
+```toml
+[[tasks]]
+name = "pick_place"                 # goes into session.json and every episode's provenance
+description = "Pick the cube, place it in the bowl"
+target_episodes = 50                # the operator's counter counts kept episodes up to this
+episode_s = 20                      # an episode stops by itself after this long
+reset_s = 5                         # time to reset the scene before the next episode
+```
+
+Problems are one-line :class:`TasksFileError` messages naming the file, the entry and the fix.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from teleop.errors import TeleopError
+
+TASKS_FILE = "tasks.toml"
+
+EXAMPLE = (
+    '[[tasks]]\nname = "pick_place"\ndescription = "Pick the cube, place it in the bowl"\n'
+    "target_episodes = 50\nepisode_s = 20\nreset_s = 5\n"
+)
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class TasksFileError(TeleopError):
+    """``tasks.toml`` is missing or invalid; the message says how to fix it."""
+
+
+class Task(BaseModel):
+    """One demonstration task and its recording plan."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=64)
+    description: str = ""
+    target_episodes: int = Field(gt=0, le=100_000)
+    episode_s: float = Field(gt=0, le=3600)
+    reset_s: float = Field(default=0.0, ge=0, le=600)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError("use letters, digits, '_', '.', '-' (no spaces)")
+        return v
+
+
+class _TasksFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tasks: list[Task] = Field(min_length=1)
+
+
+def _first_error(path: Path, exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{path}: field '{loc or '(top level)'}': {msg}"
+
+
+def load_tasks(data_root: Path) -> list[Task]:
+    """The tasks listed in ``<data_root>/tasks.toml``, in file order."""
+    path = Path(data_root) / TASKS_FILE
+    if not path.is_file():
+        raise TasksFileError(
+            f"{path}: no task list; ask your lab lead to create it with one [[tasks]] table "
+            "per task (name, target_episodes, episode_s, reset_s)"
+        )
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TasksFileError(f"{path}: cannot read it ({exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise TasksFileError(f"{path}: not valid TOML ({exc}); fix the syntax") from None
+    try:
+        parsed = _TasksFile.model_validate(data)
+    except ValidationError as exc:
+        raise TasksFileError(_first_error(path, exc)) from None
+    seen: set[str] = set()
+    for task in parsed.tasks:
+        if task.name in seen:
+            raise TasksFileError(f"{path}: task {task.name!r} is listed twice; names must be unique")
+        seen.add(task.name)
+    return parsed.tasks

@@ -1,0 +1,573 @@
+"""The record screen: live cameras, leader-vs-follower plots, health, state and the controls.
+
+Everything live is *pulled* by one QTimer (``TICK_MS``): the newest camera frame per camera
+(``CaptureThread.latest``), the newest control sample (``ControlProcess.latest``) and the
+runner's status snapshot. Those are attribute reads that never block, so the screen cannot
+slow the control loop (its own process) or the capture threads; no Qt signal is ever sent per
+frame or per sample. Actions (start, stop, keep, discard, re-record) run on the engine thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QImage, QKeySequence, QPixmap, QShortcut
+from PySide6.QtWidgets import (
+    QFrame,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
+
+from teleop.recording.lifecycle import RunnerState, RunnerStatus
+from teleop.user_errors import describe
+from ui.keys import Keymap
+from ui.station import Station, advice
+from ui.style import (
+    BANNER_STYLE,
+    GREEN,
+    RED,
+    STATE_BASE,
+    STATE_STYLE,
+    WARN_BANNER_STYLE,
+)
+from ui.worker import EngineWorker
+
+log = logging.getLogger(__name__)
+
+TICK_MS = 50  # 20 Hz: previews at >= 15 fps with headroom, cheap on a 2-core machine
+PLOT_EVERY = 2  # plots redraw at 10 Hz; a 10 s window does not need more
+HOUSEKEEPING_S = 0.5  # engine-thread poll (fault / disk) and free-space reading
+HISTORY_S = 10.0
+PREVIEW_W, PREVIEW_H = 400, 300
+
+
+def frame_to_pixmap(color: np.ndarray, width: int, height: int) -> QPixmap:
+    """A BGR uint8 frame scaled (fast, aspect kept) into ``width`` x ``height``."""
+    h, w = color.shape[:2]
+    if not color.flags["C_CONTIGUOUS"]:
+        color = np.ascontiguousarray(color)
+    image = QImage(color.data, w, h, color.strides[0], QImage.Format.Format_BGR888)
+    # scaled() copies, so the frame's buffer is not referenced after this returns.
+    scaled = image.scaled(
+        width,
+        height,
+        Qt.AspectRatioMode.KeepAspectRatio,
+        Qt.TransformationMode.FastTransformation,
+    )
+    return QPixmap.fromImage(scaled)
+
+
+class CameraTile(QFrame):
+    """One camera's live preview with its name and the fps the preview sees."""
+
+    def __init__(self, name: str, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.name = name
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.title = QLabel(name)
+        self.title.setStyleSheet("font-weight: bold;")
+        self.image = QLabel("waiting for frames…")
+        self.image.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.image.setMinimumSize(PREVIEW_W // 2, PREVIEW_H // 2)
+        self.image.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
+        self.image.setStyleSheet("background: #202020; color: #bbbbbb;")
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.title)
+        layout.addWidget(self.image, 1)
+        self.last_number: int | None = None
+        self.shown = 0  # frames put on screen, for the preview-rate test
+
+    def show_frame(self, color: np.ndarray, frame_number: int) -> None:
+        if frame_number == self.last_number:
+            return  # nothing new since the last tick: skip the conversion
+        self.last_number = frame_number
+        size = self.image.size()
+        self.image.setPixmap(frame_to_pixmap(color, max(size.width(), 16), max(size.height(), 16)))
+        self.shown += 1
+
+
+class ArmPlot(pg.PlotWidget):
+    """Leader (mapped to the follower's angles, dashed) vs follower (solid), per joint."""
+
+    def __init__(self, follower: str, leader: str, joints: list[str]):
+        super().__init__()
+        self.setBackground("w")
+        self.setTitle(f"{follower}: solid = follower, dashed = {leader} (mapped)", color="k")
+        self.setLabel("left", "rad")
+        self.setLabel("bottom", "s")
+        self.setXRange(-HISTORY_S, 0, padding=0)
+        self.showGrid(x=True, y=True, alpha=0.3)
+        self.setMouseEnabled(x=False, y=False)
+        self.hideButtons()
+        legend = self.addLegend(offset=(-5, 5), labelTextColor="k", colCount=4)
+        self.follower_curves = []
+        self.leader_curves = []
+        for i, joint in enumerate(joints):
+            colour = pg.intColor(i, hues=len(joints), values=1, maxValue=200)
+            self.follower_curves.append(self.plot(pen=pg.mkPen(colour, width=2), name=joint))
+            dashed = pg.mkPen(colour, width=1, style=Qt.PenStyle.DashLine)
+            self.leader_curves.append(self.plot(pen=dashed))
+        legend.setVisible(True)
+
+    def update_history(self, t_s: np.ndarray, leader: np.ndarray, follower: np.ndarray) -> None:
+        """``t_s`` seconds relative to now (<= 0); ``leader``/``follower`` shaped (n, joints)."""
+        for j, curve in enumerate(self.follower_curves):
+            curve.setData(t_s, follower[:, j])
+        for j, curve in enumerate(self.leader_curves):
+            curve.setData(t_s, leader[:, j])
+
+
+@dataclass
+class _Rates:
+    """What the health bar shows, measured over about one second."""
+
+    at: float = 0.0
+    cycle: int | None = None
+    captured: dict[str, int] | None = None
+    loop_hz: float = 0.0
+    jitter_ms: float = 0.0
+    camera_fps: dict[str, float] | None = None
+
+
+class RecordScreen(QWidget):
+    """The operator's screen while recording; ``end_session`` and ``show_sessions`` leave it."""
+
+    end_session = Signal()
+    show_sessions = Signal()
+
+    def __init__(
+        self,
+        station: Station,
+        worker: EngineWorker,
+        keymap: Keymap | None = None,
+        parent: QWidget | None = None,
+    ):
+        super().__init__(parent)
+        self.station = station
+        self.worker = worker
+        self.keymap = keymap or Keymap()
+        self.tiles: dict[str, CameraTile] = {}
+        self.plots: dict[str, ArmPlot] = {}
+        self._history: dict[str, deque[tuple[float, np.ndarray, np.ndarray]]] = {}
+        self._last_cycle: int | None = None
+        self._periods: deque[tuple[float, int]] = deque(maxlen=200)
+        self._rates = _Rates()
+        self._free_bytes: int | None = None
+        self._last_housekeeping = 0.0
+        self._tick_count = 0
+        self._auto_stopped: int | None = None
+        self._stopped_at: float | None = None
+        self._message_until = 0.0
+        self.status: RunnerStatus | None = None
+
+        # -- top: state, timer, counter, who/what ------------------------------------------
+        self.state_label = QLabel("—")
+        self.state_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.state_label.setMinimumWidth(260)
+        self.timer_label = QLabel("")
+        self.timer_label.setStyleSheet("font-size: 20pt; font-family: monospace;")
+        self.counter_label = QLabel("")
+        self.counter_label.setStyleSheet("font-size: 20pt; font-weight: bold;")
+        self.who_label = QLabel("")
+        self.who_label.setStyleSheet("color: #444;")
+        top = QHBoxLayout()
+        top.addWidget(self.state_label)
+        top.addSpacing(16)
+        top.addWidget(self.timer_label)
+        top.addStretch(1)
+        top.addWidget(self.counter_label)
+        self.hint_label = QLabel("")
+        self.hint_label.setStyleSheet("font-size: 13pt;")
+
+        # -- banners -----------------------------------------------------------------------
+        self.fault_banner = QLabel()
+        self.fault_banner.setWordWrap(True)
+        self.fault_banner.setStyleSheet(BANNER_STYLE)
+        self.fault_banner.hide()
+        self.warn_banner = QLabel()
+        self.warn_banner.setWordWrap(True)
+        self.warn_banner.setStyleSheet(WARN_BANNER_STYLE)
+        self.warn_banner.hide()
+
+        # -- middle: cameras and plots ------------------------------------------------------
+        self.camera_grid = QGridLayout()
+        self.plot_box = QVBoxLayout()
+        middle = QHBoxLayout()
+        cams = QWidget()
+        cams.setLayout(self.camera_grid)
+        plots = QWidget()
+        plots.setLayout(self.plot_box)
+        middle.addWidget(cams, 3)
+        middle.addWidget(plots, 2)
+
+        # -- bottom: last flags, health, buttons --------------------------------------------
+        self.flags_label = QLabel("")
+        self.flags_label.setWordWrap(True)
+        self.health_label = QLabel("")
+        self.health_label.setWordWrap(True)
+        self.health_label.setStyleSheet(
+            "font-family: monospace; background: #f0f0f0; color: black; padding: 4px;"
+        )
+        self.buttons: dict[str, QPushButton] = {}
+        row = QHBoxLayout()
+        for action, text, key_action in (
+            ("start", "Start", "start_stop"),
+            ("stop", "Stop", "start_stop"),
+            ("keep", "Keep", "keep"),
+            ("discard", "Discard", "discard"),
+            ("rerecord", "Re-record", "rerecord"),
+        ):
+            b = QPushButton(f"{text}  [{self.keymap.label(key_action)}]")
+            # Buttons never take focus: Space must reach the shortcut, not press a button.
+            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            b.setMinimumHeight(44)
+            b.setStyleSheet("font-size: 13pt;")
+            row.addWidget(b)
+            self.buttons[action] = b
+        self.buttons["start"].clicked.connect(self.start)
+        self.buttons["stop"].clicked.connect(self.stop)
+        self.buttons["keep"].clicked.connect(self.keep)
+        self.buttons["discard"].clicked.connect(self.discard)
+        self.buttons["rerecord"].clicked.connect(self.rerecord)
+        row.addStretch(1)
+        self.sessions_button = QPushButton("Sessions…")
+        self.sessions_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.sessions_button.clicked.connect(self.show_sessions)
+        self.end_button = QPushButton("End session")
+        self.end_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.end_button.clicked.connect(self.end_session)
+        row.addWidget(self.sessions_button)
+        row.addWidget(self.end_button)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(self.who_label)
+        layout.addWidget(self.fault_banner)
+        layout.addWidget(self.warn_banner)
+        layout.addWidget(self.hint_label)
+        layout.addLayout(middle, 1)
+        layout.addWidget(self.flags_label)
+        layout.addWidget(self.health_label)
+        layout.addLayout(row)
+
+        # Application-wide: they work whatever widget has focus, but only while this screen
+        # is visible (Qt ignores shortcuts whose parent is hidden), so sign-in typing is safe.
+        self.shortcuts: list[QShortcut] = []
+        for action, slot in (
+            ("start_stop", self.start_stop),
+            ("keep", self.keep),
+            ("discard", self.discard),
+            ("rerecord", self.rerecord),
+        ):
+            for seq in self.keymap.sequences(action):
+                sc = QShortcut(QKeySequence(seq), self)
+                sc.setContext(Qt.ShortcutContext.ApplicationShortcut)
+                sc.setAutoRepeat(False)  # a held pedal is one press
+                sc.activated.connect(slot)
+                self.shortcuts.append(sc)
+
+        self.timer = QTimer(self)
+        self.timer.setInterval(TICK_MS)
+        self.timer.timeout.connect(self.tick)
+
+    # -- session set-up ---------------------------------------------------------------------
+    def attach(self) -> None:
+        """Build tiles and plots for the station's open session and start the timer."""
+        runtime = self.station.runtime
+        assert runtime is not None and self.station.signin is not None
+        spec = runtime.spec
+        for w in list(self.tiles.values()) + list(self.plots.values()):
+            w.setParent(None)
+            w.deleteLater()
+        self.tiles.clear()
+        self.plots.clear()
+        self._history.clear()
+        columns = 2 if len(spec.cameras) > 1 else 1
+        for i, cam in enumerate(spec.cameras):
+            tile = CameraTile(cam.name)
+            self.camera_grid.addWidget(tile, i // columns, i % columns)
+            self.tiles[cam.name] = tile
+        for f in spec.followers:
+            plot = ArmPlot(f.name, f.follows or "leader", f.joint_names)
+            self.plot_box.addWidget(plot)
+            self.plots[f.name] = plot
+            self._history[f.name] = deque()
+        s = self.station.signin
+        session = self.station.session
+        self.who_label.setText(
+            f"Operator {s.operator.label}   ·   task {s.task.name}   ·   rig {spec.id}   ·   "
+            f"session {session.id if session else '—'}"
+        )
+        self._rates = _Rates()
+        self._auto_stopped = None
+        self._stopped_at = None
+        self._last_cycle = None
+        self.tick()
+        self.timer.start()
+
+    def detach(self) -> None:
+        """Stop pulling (the session is closing)."""
+        self.timer.stop()
+
+    # -- actions (GUI thread: decide, then hand the device/disk work to the engine) -------
+    def _submit(self, fn: Callable[[], Any], done: Callable[[Any], None] | None = None) -> None:
+        if self.station.runner is None:
+            return
+        self.worker.submit(fn, done, self._action_failed)
+
+    def start_stop(self) -> None:
+        """Space (or the pedal): start when ready, stop when recording."""
+        self._submit(self.station.toggle, self._after_toggle)
+
+    def start(self) -> None:
+        st = self.status
+        if st is not None and st.state is RunnerState.ARMED:
+            self._submit(self.station.toggle, self._after_toggle)
+
+    def stop(self) -> None:
+        self._submit(self.station.stop_if_recording, lambda stopped: self._after_stop())
+
+    def keep(self) -> None:
+        self._submit(self.station.keep, lambda n: self.say(f"Kept. {n} kept so far."))
+
+    def discard(self) -> None:
+        self._submit(self.station.discard, lambda n: self.say("Discarded."))
+
+    def rerecord(self) -> None:
+        self._submit(self.station.rerecord, lambda i: self.say(f"Discarded; recording {i}."))
+
+    def _after_toggle(self, what: str) -> None:
+        if what == "stopped":
+            self._after_stop()
+
+    def _after_stop(self) -> None:
+        self._stopped_at = time.monotonic()
+
+    def _action_failed(self, exc: BaseException) -> None:
+        self.say(describe(exc), error=True)
+
+    def say(self, text: str, *, error: bool = False) -> None:
+        """A short message in the hint line for a few seconds."""
+        colour = RED if error else GREEN
+        self.hint_label.setStyleSheet(f"font-size: 13pt; color: {colour}; font-weight: bold;")
+        self.hint_label.setText(text)
+        self._message_until = time.monotonic() + 4.0
+
+    # -- the pull loop -------------------------------------------------------------------------
+    def tick(self) -> None:
+        """Pull snapshots and refresh the screen; never blocks."""
+        runner, recorder = self.station.runner, self.station.recorder
+        if runner is None or recorder is None:
+            return
+        self._tick_count += 1
+        now = time.monotonic()
+        st = runner.status()
+        self.status = st
+        task = self.station.signin.task if self.station.signin else None
+
+        # A recording that reached the task's episode length stops by itself.
+        if (
+            task is not None
+            and st.state is RunnerState.RECORDING
+            and st.elapsed_s >= task.episode_s
+            and self._auto_stopped != st.episode_index
+        ):
+            self._auto_stopped = st.episode_index
+            self._submit(self.station.stop_if_recording, lambda stopped: self._after_stop())
+        if now - self._last_housekeeping >= HOUSEKEEPING_S and not self.worker.busy:
+            self._last_housekeeping = now
+            self.worker.submit(self.station.housekeeping, self._on_free_bytes, lambda e: None)
+
+        for name, cap in recorder.captures.items():
+            frame = cap.latest
+            tile = self.tiles.get(name)
+            if frame is not None and tile is not None:
+                tile.show_frame(frame.color, frame.frame_number)
+        self._sample_control(recorder)
+        if self._tick_count % PLOT_EVERY == 0:
+            self._draw_plots()
+        self._show_state(st, task, now)
+        self._show_banners(st, recorder)
+        if now - self._rates.at >= 1.0:
+            self._measure_rates(recorder, now)
+        self._show_health(recorder)
+
+    def _on_free_bytes(self, free: int | None) -> None:
+        self._free_bytes = free
+
+    def _sample_control(self, recorder: Any) -> None:
+        sample = recorder.control.latest
+        if sample is None or sample.cycle == self._last_cycle:
+            return
+        self._last_cycle = sample.cycle
+        t = sample.start_ns / 1e9
+        self._periods.append((time.monotonic(), sample.period_ns))
+        for follower, hist in self._history.items():
+            if follower not in sample.arms or follower not in sample.targets_rad:
+                continue
+            hist.append(
+                (t, np.asarray(sample.targets_rad[follower]), sample.arms[follower].reading.position_rad)
+            )
+            while hist and hist[0][0] < t - HISTORY_S:
+                hist.popleft()
+
+    def _draw_plots(self) -> None:
+        for follower, hist in self._history.items():
+            if len(hist) < 2:
+                continue
+            t_now = hist[-1][0]
+            t = np.fromiter((h[0] - t_now for h in hist), dtype=float, count=len(hist))
+            leader = np.stack([h[1] for h in hist])
+            fol = np.stack([h[2] for h in hist])
+            self.plots[follower].update_history(t, leader, fol)
+
+    def _measure_rates(self, recorder: Any, now: float) -> None:
+        r = self._rates
+        latest = recorder.control.latest
+        captured = {name: cap.stats.captured for name, cap in recorder.captures.items()}
+        dt = now - r.at
+        if r.captured is not None and dt > 0:
+            r.camera_fps = {n: (captured[n] - r.captured.get(n, captured[n])) / dt for n in captured}
+        if latest is not None and r.cycle is not None and dt > 0:
+            r.loop_hz = (latest.cycle - r.cycle) / dt
+        nominal_ns = 1e9 / recorder.rate_hz
+        recent = [p for at, p in self._periods if at > now - 1.0 and p > 0]
+        r.jitter_ms = max((abs(p - nominal_ns) for p in recent), default=0.0) / 1e6
+        r.at, r.cycle, r.captured = now, latest.cycle if latest else None, captured
+
+    def _show_state(self, st: RunnerStatus, task: Any, now: float) -> None:
+        target = task.target_episodes if task else 0
+        self.counter_label.setText(
+            f"Kept {st.kept} / {target}" + (f"   ·   discarded {st.discarded}" if st.discarded else "")
+        )
+        key = self.keymap.label
+        resetting = (
+            task is not None
+            and self._stopped_at is not None
+            and st.undecided is None
+            and now - self._stopped_at < task.reset_s
+        )
+        if st.state is RunnerState.RECORDING:
+            state, text = "recording", f"● RECORDING  {st.episode_index:04d}"
+            hint = f"{key('start_stop')}: stop   ·   {key('discard')}: stop and discard"
+            self.timer_label.setText(f"{st.elapsed_s:5.1f} s / {task.episode_s:g} s" if task else "")
+        elif st.state is RunnerState.FINALIZING:
+            state, text, hint = "finalizing", "FINALIZING", "Finishing the episode file…"
+        elif st.state is RunnerState.IDLE:
+            state, text = "idle", "STOPPED"
+            hint = "Recording is stopped (see the banner). End the session to go on."
+        elif st.undecided is not None:
+            state, text = "decide", f"KEEP EPISODE {st.undecided:04d}?"
+            hint = (
+                f"{key('keep')}: keep   ·   {key('discard')}: discard   ·   "
+                f"{key('rerecord')}: discard and record again   ·   "
+                f"{key('start_stop')}: keep and start the next"
+            )
+        elif resetting:
+            assert task is not None and self._stopped_at is not None
+            left = task.reset_s - (now - self._stopped_at)
+            state, text = "resetting", f"RESET SCENE  {left:3.0f} s"
+            hint = f"Put the scene back; {key('start_stop')} starts the next episode."
+        else:
+            state, text = "armed", "READY"
+            hint = f"{key('start_stop')}: start episode"
+        if st.state is not RunnerState.RECORDING:
+            self.timer_label.setText(f"{task.episode_s:g} s episodes" if task else "")
+        self.state_label.setText(text)
+        self.state_label.setStyleSheet(STATE_BASE + STATE_STYLE[state])
+        if now >= self._message_until:
+            self.hint_label.setStyleSheet("font-size: 13pt; color: black;")
+            self.hint_label.setText(hint)
+        recording = st.state is RunnerState.RECORDING
+        armed = st.state is RunnerState.ARMED
+        decidable = st.undecided is not None or recording
+        self.buttons["start"].setEnabled(armed)
+        self.buttons["stop"].setEnabled(recording)
+        self.buttons["keep"].setEnabled(decidable)
+        self.buttons["discard"].setEnabled(decidable)
+        self.buttons["rerecord"].setEnabled(decidable)
+        self.end_button.setEnabled(not recording)
+        if st.episode_index is not None and st.state is not RunnerState.RECORDING:
+            flags = "; ".join(st.last_flags) if st.last_flags else "no quality flags"
+            self.flags_label.setText(f"Last episode {st.episode_index:04d}: {flags}")
+            colour = "#b26a00" if st.last_flags else GREEN
+            self.flags_label.setStyleSheet(f"color: {colour}; font-weight: bold;")
+        elif st.episode_index is None:
+            self.flags_label.setText("No episode recorded yet in this session.")
+            self.flags_label.setStyleSheet("color: black;")
+
+    def _show_banners(self, st: RunnerStatus, recorder: Any) -> None:
+        reason = st.stop_reason
+        fault = recorder.control.fault
+        if fault is not None:
+            reason = f"fault: {fault}"
+        if reason:
+            cause, fix = advice(reason)
+            self.fault_banner.setText(f"⚠ {cause}\nFix: {fix}")
+            self.fault_banner.show()
+        else:
+            self.fault_banner.hide()
+        problems = []
+        for name, cap in recorder.captures.items():
+            if cap.error is not None:
+                problems.append(f"camera {name} stopped: {cap.error}")
+            elif cap.frozen:
+                problems.append(f"camera {name} shows identical frames (frozen)")
+        if problems:
+            self.warn_banner.setText(
+                "; ".join(problems) + ". Recording goes on and the episode is flagged; "
+                "check the camera's cable."
+            )
+            self.warn_banner.show()
+        else:
+            self.warn_banner.hide()
+
+    def _show_health(self, recorder: Any) -> None:
+        r = self._rates
+        c = recorder.control.counters
+        parts = [
+            f"loop {r.loop_hz:5.1f} Hz (target {recorder.rate_hz:g})  jitter {r.jitter_ms:4.1f} ms"
+            f"  overruns {c.overruns}  bus retries {c.bus_retries}"
+        ]
+        fps = r.camera_fps or {}
+        # The episode writer's drop counters; read-only, the writer thread owns them.
+        active = getattr(recorder, "_active", None)
+        cams = []
+        for name in recorder.captures:
+            dropped = 0
+            if active is not None:
+                counts = active.stats.cameras.get(name)
+                dropped = counts.dropped if counts is not None else 0
+            cams.append(f"{name} {fps.get(name, 0.0):4.1f} fps" + (f" ({dropped} dropped)" if dropped else ""))
+        parts.append("cameras: " + ", ".join(cams))
+        parts.append(f"disk: {self._disk_text()}")
+        self.health_label.setText("\n".join(parts))
+
+    def _disk_text(self) -> str:
+        free = self._free_bytes
+        if free is None:
+            return "measuring…"
+        text = f"{free / 1e9:.1f} GB free"
+        session = self.station.session
+        rates = [
+            e["bytes"] / e["duration_s"]
+            for e in (session.episodes if session else [])
+            if e.get("bytes") and e.get("duration_s")
+        ]
+        if rates:
+            text += f", about {free / rates[-1] / 3600:.1f} h of recording left"
+        return text
