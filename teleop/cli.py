@@ -35,6 +35,8 @@ def _record(args: argparse.Namespace) -> int:
         resume=args.resume,
         recover_partial=args.recover_unfinished,
         allow_uncalibrated=args.uncalibrated,
+        max_pose_delta_rad=args.max_pose_delta,
+        max_calibration_age_days=args.max_calibration_age_days,
     )
     print(session_dir)
     return 0
@@ -92,6 +94,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0, help="virtual rig: scripted operator seed")
     r.add_argument("--quiet", action="store_true", help="print only the session directory")
     r.add_argument("--resume", metavar="SESSION_DIR", help="continue an existing session")
+    r.add_argument(
+        "--max-pose-delta",
+        type=float,
+        default=0.8,
+        metavar="RAD",
+        help="refuse to start if a follower is further than this from its leader (default 0.8)",
+    )
+    r.add_argument(
+        "--max-calibration-age-days",
+        type=float,
+        default=7.0,
+        help="refuse calibration records older than this (default 7)",
+    )
     r.add_argument(
         "--uncalibrated",
         action="store_true",

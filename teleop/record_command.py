@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from calibration.checks import DEFAULT_POSE_DELTA_RAD
+from calibration.checks import DEFAULT_MAX_AGE_DAYS, DEFAULT_POSE_DELTA_RAD
 from rigs.spec import load_rig
 from teleop.clock import SessionClock, iso_utc
 from teleop.episode.recover import recover
@@ -51,6 +51,7 @@ def start_session(
     resume: Path | None = None,
     allow_uncalibrated: bool = False,
     max_pose_delta_rad: float = DEFAULT_POSE_DELTA_RAD,
+    max_calibration_age_days: float = DEFAULT_MAX_AGE_DAYS,
 ) -> tuple[Recorder, Session]:
     """Start the control loop and cameras, then create the session folder.
 
@@ -73,6 +74,7 @@ def start_session(
         rate_hz=rate_hz,
         calibration=calibration,
         max_pose_delta_rad=max_pose_delta_rad,
+        max_calibration_age_days=max_calibration_age_days,
     )
     recorder.start()
     try:
@@ -145,6 +147,8 @@ def run_record(
     resume: str | None = None,
     recover_partial: bool = False,
     allow_uncalibrated: bool = False,
+    max_pose_delta_rad: float = DEFAULT_POSE_DELTA_RAD,
+    max_calibration_age_days: float = DEFAULT_MAX_AGE_DAYS,
 ) -> Path:
     """Record and return the session directory. Any file already closed stays valid."""
     say = progress or (lambda line: None)
@@ -170,6 +174,8 @@ def run_record(
                 stop_free_gb=stop_free_gb,
                 resume=resume_root,
                 allow_uncalibrated=allow_uncalibrated,
+                max_pose_delta_rad=max_pose_delta_rad,
+                max_calibration_age_days=max_calibration_age_days,
             )
             if recover_partial:
                 for out in recover_unfinished(session):

@@ -12,6 +12,7 @@ import os
 import select
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -251,21 +252,35 @@ class DynamixelBus:
                 f"bus {self.name}: {what} motor {motor_id} refused: {self._packet.getRxPacketError(error)}"
             )
 
+    def _transact(self, what: str, motor_id: int, call: Callable[[], tuple]) -> tuple:
+        """One set-up transaction, retried on a lost or garbled reply (not on a refusal)."""
+        assert self._port is not None, "connect() first"
+        for _ in range(self.retries + 1):
+            out = call()
+            result, error = out[-2], out[-1]
+            if result == sdk.COMM_SUCCESS:
+                break
+        self._check(what, motor_id, result, error)
+        return out
+
     def read_u8(self, motor_id: int, address: int) -> int:
-        assert self._port is not None
-        value, result, error = self._packet.read1ByteTxRx(self._port, motor_id, address)
-        self._check(f"reading address {address} of", motor_id, result, error)
+        value, _, _ = self._transact(
+            f"reading address {address} of", motor_id,
+            lambda: self._packet.read1ByteTxRx(self._port, motor_id, address),
+        )  # fmt: skip
         return int(value)
 
     def write_u8(self, motor_id: int, address: int, value: int) -> None:
-        assert self._port is not None
-        result, error = self._packet.write1ByteTxRx(self._port, motor_id, address, value)
-        self._check(f"writing address {address} of", motor_id, result, error)
+        self._transact(
+            f"writing address {address} of", motor_id,
+            lambda: self._packet.write1ByteTxRx(self._port, motor_id, address, value),
+        )  # fmt: skip
 
     def write_u16(self, motor_id: int, address: int, value: int) -> None:
-        assert self._port is not None
-        result, error = self._packet.write2ByteTxRx(self._port, motor_id, address, value)
-        self._check(f"writing address {address} of", motor_id, result, error)
+        self._transact(
+            f"writing address {address} of", motor_id,
+            lambda: self._packet.write2ByteTxRx(self._port, motor_id, address, value),
+        )  # fmt: skip
 
     def hardware_error(self, motor_id: int) -> int:
         """Hardware Error Status (register 70) of one motor."""

@@ -81,3 +81,22 @@ def test_motor_that_does_not_answer_leaves_no_session(tmp_path):
                 runtime, data, operator="op", task="t", rate_hz=None, allow_uncalibrated=True
             )
     assert not data.exists()
+
+
+def test_record_refuses_without_calibration_and_names_the_fix(tmp_path, capsys):
+    assert main(_record(tmp_path, "sim-bimanual", "--min-free-gb", "0")) == 2
+    line = _one_error_line(capsys)
+    assert "arm left_leader of rig sim-bimanual has no calibration record" in line
+    assert "teleop calibrate --rig sim-bimanual --arm left_leader" in line
+
+
+def test_record_refuses_a_follower_far_from_its_leader(tmp_path, capsys, calibrated_root):
+    data = calibrated_root(tmp_path / "data")
+    assert (
+        main(_record(tmp_path, "sim-bimanual", "--min-free-gb", "0", "--max-pose-delta", "0.01"))
+        == 2
+    )
+    line = _one_error_line(capsys)
+    assert line.startswith("teleop: error: cannot start: ") and "pose delta" in line
+    assert "_follower." in line and "rad from " in line and "move " in line
+    assert [p.name for p in data.iterdir()] == ["calibration"]  # no session folder was made
