@@ -268,7 +268,8 @@ def bench_crash_trial(rig: str, data_root: Path, kill_after_s: float) -> dict[st
     proc.wait(10)
     report = recover(partial)
     s = summarize(report.output)
-    lost_s = (kill_utc_ns - s.end_ns) / 1e9
+    # With nothing recovered, everything since the episode began is lost.
+    lost_s = (kill_utc_ns - s.end_ns) / 1e9 if s.message_count else kill_after_s
     ok, how = _independent_read(report.output)
     return {"kill_after_s": kill_after_s, "recorded_s": s.duration_s, "lost_s": lost_s,
             "messages": report.messages, "readable": ok, "reader": how}  # fmt: skip

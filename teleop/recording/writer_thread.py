@@ -2,8 +2,8 @@
 
 The control thread and the capture threads hand over samples and frames without blocking:
 joint samples go to an unbounded deque (never dropped), frames to a bounded one (a frame that
-finds it full is dropped and counted). This thread drains both, writes, and about once a
-second writes /diagnostics and makes everything so far durable (flush + fsync).
+finds it full is dropped and counted). This thread drains both, writes, writes /diagnostics
+once a second and makes everything so far durable (flush + fsync) twice a second.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class EpisodeWriterThread:
         diagnostics: Callable[[], list[DiagnosticStatus]],
         *,
         frame_queue_max: int = 64,
-        durable_every_s: float = 1.0,
+        durable_every_s: float = 0.5,
     ):
         self.writer = writer
         self.clock = clock
@@ -117,6 +117,7 @@ class EpisodeWriterThread:
 
     def _run(self) -> None:
         next_durable = time.monotonic() + self._durable_every_s
+        next_diagnostics = time.monotonic() + 1.0
         try:
             while True:
                 self._wake.wait(0.05)
@@ -124,8 +125,10 @@ class EpisodeWriterThread:
                 stopping = self._stop.is_set()
                 self._drain()
                 now = time.monotonic()
-                if now >= next_durable:
+                if now >= next_diagnostics:
                     self._write_diagnostics()
+                    next_diagnostics = now + 1.0
+                if now >= next_durable:
                     self.writer.flush_to_disk()
                     next_durable = now + self._durable_every_s
                 if stopping:
