@@ -79,7 +79,7 @@ def test_episode_has_every_topic_with_plausible_counts(session: Path):
         )
     for cam in CAMERAS:
         n = s.topics[f"/cameras/{cam}/color/compressed"].message_count
-        assert 75 <= n <= 95, (cam, n)
+        assert 70 <= n <= 95, (cam, n)  # 30 fps for 3 s; loose for a loaded CI machine
         assert s.topics[f"/cameras/{cam}/camera_info"].message_count == n
     assert s.topics["/diagnostics"].message_count >= 2
     assert s.topics["/episode/events"].message_count == 2
