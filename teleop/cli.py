@@ -78,7 +78,11 @@ def _bench_crash(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="teleop", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="teleop",
+        description="Record leader-follower demonstrations to indexed MCAP; "
+        "`teleop COMMAND --help` for each command.",
+    )
     p.add_argument("--version", action="version", version=f"teleop {__version__}")
     p.add_argument("--debug", action="store_true", help="show tracebacks and debug logging")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
