@@ -88,6 +88,8 @@ def load_operators(data_root: Path) -> list[Operator]:
     seen: set[str] = set()
     for op in parsed.operators:
         if op.id in seen:
-            raise OperatorsFileError(f"{path}: operator id {op.id!r} is listed twice; ids must be unique")
+            raise OperatorsFileError(
+                f"{path}: operator id {op.id!r} is listed twice; ids must be unique"
+            )
         seen.add(op.id)
     return parsed.operators

@@ -89,6 +89,8 @@ def load_tasks(data_root: Path) -> list[Task]:
     seen: set[str] = set()
     for task in parsed.tasks:
         if task.name in seen:
-            raise TasksFileError(f"{path}: task {task.name!r} is listed twice; names must be unique")
+            raise TasksFileError(
+                f"{path}: task {task.name!r} is listed twice; names must be unique"
+            )
         seen.add(task.name)
     return parsed.tasks

@@ -1,98 +1,370 @@
-"""``teleop-gui``: the desktop app. For now, a sessions overview of the data root.
+"""``teleop-gui``: the operator's app.
 
-The record, replay/label and export screens arrive with their issues; this window already
-lists every session and episode with its quality flags, read from ``session.json`` files.
+Screens in one window (a QStackedWidget): sign-in → pre-flight → record, and the sessions
+overview. The engine (``teleop``) does the work; every call that touches a device or a disk
+runs on one engine thread (:class:`ui.worker.EngineWorker`) and reports back as a queued
+signal, so the window never freezes.
+
+``teleop-gui --screenshot PNG`` renders the sessions overview; ``--screenshots DIR`` drives
+every screen live on the virtual rig and saves one PNG per screen.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import io
+import logging
+import shutil
 import sys
+import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtWidgets import (
-    QApplication,
-    QLabel,
-    QMainWindow,
-    QTreeWidget,
-    QTreeWidgetItem,
-    QVBoxLayout,
-    QWidget,
+from PySide6.QtCore import QEventLoop
+from PySide6.QtGui import QCloseEvent
+from PySide6.QtWidgets import QApplication, QMainWindow, QStackedWidget
+
+from teleop.doctor import CheckResult
+from teleop.operators import OPERATORS_FILE
+from teleop.session import Session, resolve_data_root
+from teleop.tasks import TASKS_FILE
+from teleop.user_errors import describe
+from ui.keys import Keymap, KeymapError
+from ui.preflight import PreflightScreen
+from ui.record import RecordScreen
+from ui.sessions import SessionsView, SessionsWindow, load_sessions
+from ui.signin import SignInScreen
+from ui.station import SignIn, Station
+from ui.worker import EngineWorker
+
+__all__ = ["MainWindow", "SessionsWindow", "load_sessions", "main"]
+
+log = logging.getLogger(__name__)
+
+
+class MainWindow(QMainWindow):
+    """The operator's window: sign-in, pre-flight, record and sessions screens."""
+
+    def __init__(
+        self,
+        data_root: Path,
+        *,
+        rig: str | None = None,
+        keymap: Keymap | None = None,
+        seed: int = 0,
+        min_free_gb: float = 2.0,
+        stop_free_gb: float = 0.5,
+    ):
+        super().__init__()
+        self.data_root = data_root
+        self.setWindowTitle("teleop — recording")
+        self.worker = EngineWorker(self)
+        self.station = Station(
+            data_root, seed=seed, min_free_gb=min_free_gb, stop_free_gb=stop_free_gb
+        )
+        self.signin = SignInScreen(data_root, rig=rig)
+        self.preflight = PreflightScreen()
+        self.record = RecordScreen(self.station, self.worker, keymap)
+        self.sessions = SessionsView(data_root)
+        self.sessions.back.show()
+        self.stack = QStackedWidget()
+        for screen in (self.signin, self.preflight, self.record, self.sessions):
+            self.stack.addWidget(screen)
+        self.setCentralWidget(self.stack)
+        self._sessions_return = self.signin
+        self.last_closed: Session | None = None
+        self._shut_down = False
+
+        self.signin.signed_in.connect(self.open_preflight)
+        self.signin.show_sessions.connect(self.open_sessions)
+        self.preflight.back.connect(self.back_to_signin)
+        self.preflight.rerun.connect(self.run_checks)
+        self.preflight.record.connect(self.start_session)
+        self.record.end_session.connect(self.end_session)
+        self.record.show_sessions.connect(self.open_sessions)
+        self.sessions.back.clicked.connect(
+            lambda: self.stack.setCurrentWidget(self._sessions_return)
+        )
+        self.resize(1400, 900)
+
+    # -- navigation -------------------------------------------------------------------------
+    def open_preflight(self, signin: SignIn) -> None:
+        """Open the rig on the engine thread, then run the checks."""
+        self.preflight.title.setText(f"Pre-flight checks: {signin.rig}")
+        self.preflight.table.setRowCount(0)
+        self.preflight.results = []
+        self.preflight.set_busy(f"Opening rig {signin.rig}…")
+        self.stack.setCurrentWidget(self.preflight)
+        self.worker.submit(
+            lambda: self.station.open_rig(signin),
+            lambda _: self.run_checks(),
+            lambda exc: self.preflight.set_error(f"Cannot open the rig: {describe(exc)}"),
+        )
+
+    def run_checks(self) -> None:
+        self.preflight.set_busy("Running checks: buses, motors, calibration, pose, cameras, disk…")
+        self.worker.submit(
+            self.station.preflight,
+            self._checks_done,
+            lambda exc: self.preflight.set_error(f"The checks could not run: {describe(exc)}"),
+        )
+
+    def _checks_done(self, results: list[CheckResult]) -> None:
+        self.preflight.set_results(results)
+
+    def start_session(self) -> None:
+        self.preflight.set_busy("Connecting the arms and starting the session…")
+        self.worker.submit(
+            self.station.start_session,
+            lambda _s: self._session_started(),
+            lambda exc: self.preflight.set_error(f"Cannot start: {describe(exc)}"),
+        )
+
+    def _session_started(self) -> None:
+        self.stack.setCurrentWidget(self.record)
+        self.record.attach()
+        self.record.setFocus()
+
+    def end_session(self) -> None:
+        """Close the session (undecided episode kept, discarded files deleted) and the rig."""
+        self.record.say("Ending the session…")
+
+        def close() -> Session | None:
+            session = self.station.end_session()
+            self.station.close()
+            return session
+
+        def done(session: Session | None) -> None:
+            self.record.detach()
+            self.last_closed = session
+            self.sessions.refresh()
+            self.stack.setCurrentWidget(self.signin)
+            if session is not None:
+                kept = sum(e.get("status") == "kept" for e in session.episodes)
+                self.signin.notice.setText(
+                    f"Session {session.id} closed: {kept} episode{'s' * (kept != 1)} kept."
+                )
+
+        self.worker.submit(close, done, self.record.show_error)
+
+    def back_to_signin(self) -> None:
+        self.worker.submit(self.station.close)
+        self.stack.setCurrentWidget(self.signin)
+
+    def open_sessions(self) -> None:
+        self._sessions_return = self.stack.currentWidget()
+        self.sessions.refresh()
+        self.stack.setCurrentWidget(self.sessions)
+
+    def shutdown(self, timeout_s: float = 30.0) -> None:
+        """Close session and rig (waits for the engine thread: the app is exiting)."""
+        if self._shut_down:
+            return
+        self._shut_down = True
+        self.record.detach()
+        future = self.worker.submit(self.station.close)
+        try:
+            future.result(timeout=timeout_s)
+        except Exception as exc:  # exiting anyway; say why the close was not clean
+            log.error("closing the rig failed: %s", exc)
+        self.worker.shutdown(wait=False)
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt's name)
+        self.shutdown()
+        super().closeEvent(event)
+
+
+# -- screenshots -------------------------------------------------------------------------------
+
+
+def wait_until(app: QApplication, done: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Run the event loop until ``done()``; raise naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"screenshots: timed out after {timeout_s:g} s waiting for {what}")
+        app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
+        time.sleep(0.01)
+
+
+def pump(app: QApplication, seconds: float) -> None:
+    """Keep the event loop (and the live timer) running for ``seconds``."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
+        time.sleep(0.01)
+
+
+SCREENSHOT_PREFIX = "teleop-gui-shots-"
+SCREENSHOT_OPERATORS = (
+    '[[operators]]\nid = "op7"\nname = "Ada Lovelace"\n\n'
+    '[[operators]]\nid = "op12"\nname = "Grace Hopper"\n'
+)
+SCREENSHOT_TASKS = (
+    '[[tasks]]\nname = "pick_place"\ndescription = "Pick the cube and place it in the bowl"\n'
+    "target_episodes = 50\nepisode_s = 20\nreset_s = 5\n"
 )
 
-from teleop.session import SESSION_FILE, resolve_data_root
+
+def screenshot_root(data_dir: str | None, rig: str) -> tuple[Path, bool]:
+    """The data root to shoot in and whether it was made here: the given one if it has
+    calibration, operators and tasks; else a temporary one, calibrated on the virtual rig
+    and given example lists (the caller removes it)."""
+    from rigs.spec import load_rig
+    from teleop.calibration_command import run_calibrate
+
+    if data_dir:
+        root = Path(data_dir)
+        rig_id = load_rig(rig).spec.id
+        if (
+            (root / "calibration" / rig_id).is_dir()
+            and (root / OPERATORS_FILE).is_file()
+            and (root / TASKS_FILE).is_file()
+        ):
+            return root, False
+    root = Path(tempfile.mkdtemp(prefix=SCREENSHOT_PREFIX))
+    run_calibrate(
+        rig, all_targets=True, yes=True, operator="op7", data_dir=str(root), out=io.StringIO()
+    )
+    (root / OPERATORS_FILE).write_text(SCREENSHOT_OPERATORS, encoding="utf-8")
+    (root / TASKS_FILE).write_text(SCREENSHOT_TASKS, encoding="utf-8")
+    return root, True
 
 
-def load_sessions(data_root: Path) -> list[dict]:
-    """Every readable session manifest under ``data_root``, newest first."""
-    out = []
-    for f in sorted(data_root.glob(f"*/{SESSION_FILE}"), reverse=True):
-        try:
-            out.append(json.loads(f.read_text(encoding="utf-8")))
-        except (OSError, ValueError):
-            continue
-    return out
+def _state(w: MainWindow) -> str | None:
+    return w.record.status.state.value if w.record.status else None
 
 
-class SessionsWindow(QMainWindow):
-    """Sessions and their episodes, with rate and quality flags."""
+def take_screenshots(out_dir: Path, data_root: Path, rig: str, keymap: Keymap) -> list[Path]:
+    """Drive every screen live on ``rig`` and save one PNG per screen; returns the files."""
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    assert isinstance(app, QApplication)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    w = MainWindow(data_root, rig=rig, keymap=keymap, min_free_gb=0.5)
+    w.show()
+    shots: list[Path] = []
 
-    def __init__(self, data_root: Path):
-        super().__init__()
-        self.setWindowTitle(f"teleop — sessions in {data_root}")
-        self.tree = QTreeWidget()
-        self.tree.setHeaderLabels(
-            ["session / episode", "operator", "task", "rig", "duration s", "rate Hz", "flags"]
+    def shot(name: str) -> None:
+        pump(app, 0.2)
+        path = out_dir / f"{name}.png"
+        w.grab().save(str(path))
+        shots.append(path)
+
+    try:
+        shot("1-sign-in")
+        w.signin.proceed.click()
+        wait_until(
+            app,
+            lambda: bool(w.preflight.results) and w.preflight.rerun_button.isEnabled(),
+            90,
+            "pre-flight checks",
         )
-        sessions = load_sessions(data_root)
-        for s in sessions:
-            top = QTreeWidgetItem(
-                [s["session_id"], s["operator"], s["task"], s["rig_id"], "", "", ""]
-            )
-            for e in s.get("episodes", []):
-                q = e.get("quality", {})
-                QTreeWidgetItem(
-                    top,
-                    [
-                        e["file"],
-                        "",
-                        "",
-                        "",
-                        f"{e.get('duration_s', 0):.1f}",
-                        f"{q.get('achieved_rate_hz', 0):.1f}",
-                        "; ".join(q.get("flags", [])) or "ok",
-                    ],
-                )
-            self.tree.addTopLevelItem(top)
-            top.setExpanded(True)
-        for col in range(7):
-            self.tree.resizeColumnToContents(col)
-        body = QWidget()
-        layout = QVBoxLayout(body)
-        count = QLabel(
-            f"{len(sessions)} sessions in {data_root}"
-            if sessions
-            else f"No sessions in {data_root} yet: record one with `teleop record`."
+        shot("2-preflight")
+        if not w.preflight.record_button.isEnabled():
+            raise RuntimeError("screenshots: pre-flight failed:\n" + w.preflight.status.text())
+        w.preflight.record_button.click()
+        wait_until(app, lambda: w.record.status is not None, 60, "the session to start")
+        pump(app, 1.0)
+        shot("3-record-ready")
+        w.record.start_stop()
+        wait_until(
+            app,
+            lambda: w.record.status is not None and w.record.status.state.value == "recording",
+            30,
+            "recording",
         )
-        layout.addWidget(count)
-        layout.addWidget(self.tree)
-        self.setCentralWidget(body)
-        self.resize(1100, 500)
+        pump(app, 4.0)  # long enough for previews, 1 s rates and a few seconds of plot
+        shot("4-record-recording")
+        w.record.start_stop()
+        wait_until(
+            app,
+            lambda: w.record.status is not None and w.record.status.undecided is not None,
+            30,
+            "the episode to finish",
+        )
+        pump(app, 0.5)
+        shot("5-record-keep-or-discard")
+        w.record.keep()
+        wait_until(
+            app, lambda: w.record.status is not None and w.record.status.kept == 1, 30, "keep"
+        )
+        pump(app, 0.5)
+        shot("6-record-reset")
+        virtual = w.station.runtime.virtual if w.station.runtime else None
+        if virtual is not None:  # what a fault looks like: a follower bus goes silent
+            w.record.start_stop()
+            wait_until(app, lambda: _state(w) == "recording", 30, "recording")
+            pump(app, 1.0)
+            virtual.inject_bus_silent(w.station.runtime.spec.followers[0].name)
+            wait_until(app, lambda: _state(w) == "idle", 30, "the fault to stop the episode")
+            pump(app, 0.5)
+            shot("7-record-fault")
+        w.end_session()
+        wait_until(app, lambda: w.stack.currentWidget() is w.signin, 60, "the session to close")
+        w.open_sessions()
+        shot("8-sessions")
+    finally:
+        w.shutdown()
+        w.close()
+    return shots
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="teleop-gui")
     p.add_argument("--data-dir", help="data root (default $TELEOP_DATA_DIR or ./sessions)")
-    p.add_argument("--screenshot", metavar="PNG", help="render the window to PNG and exit")
+    p.add_argument("--rig", help="rig preset or .toml path to preselect (default: first preset)")
+    p.add_argument("--seed", type=int, default=0, help="virtual rig: scripted operator seed")
+    p.add_argument("--min-free-gb", type=float, default=2.0, help="refuse to start below this")
+    p.add_argument(
+        "--key",
+        action="append",
+        default=[],
+        metavar="ACTION=KEYS",
+        help="bind keys (a foot pedal is a keyboard) to start_stop, keep, discard or rerecord, "
+        "e.g. --key start_stop=Space,F13 (defaults: Space, K, D, R)",
+    )
+    p.add_argument(
+        "--screenshot", metavar="PNG", help="render the sessions overview to PNG and exit"
+    )
+    p.add_argument(
+        "--screenshots",
+        metavar="DIR",
+        help="drive every screen live on the virtual rig (or --rig) and save PNGs in DIR",
+    )
+    p.add_argument("--debug", action="store_true", help="log engine details")
     args = p.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING)
+    try:
+        keymap = Keymap().with_options(args.key)
+    except KeymapError as exc:
+        p.error(str(exc))
     app = QApplication.instance() or QApplication(sys.argv[:1])
-    window = SessionsWindow(resolve_data_root(args.data_dir))
     if args.screenshot:
+        window = SessionsWindow(resolve_data_root(args.data_dir))
         window.show()
         app.processEvents()
         window.grab().save(args.screenshot)
         return 0
+    if args.screenshots:
+        rig = args.rig or "sim-bimanual"
+        root, made = None, False
+        try:
+            root, made = screenshot_root(args.data_dir, rig)
+            files = take_screenshots(Path(args.screenshots), root, rig, keymap)
+        except Exception as exc:
+            sys.stderr.write(f"teleop-gui: error: {describe(exc)}\n")
+            return 2
+        finally:
+            if root is not None and made:
+                shutil.rmtree(root, ignore_errors=True)  # the temporary data root we made
+        for f in files:
+            sys.stdout.write(f"{f}\n")
+        return 0
+    window = MainWindow(
+        resolve_data_root(args.data_dir), rig=args.rig, keymap=keymap,
+        seed=args.seed, min_free_gb=args.min_free_gb,
+    )  # fmt: skip
     window.show()
     return app.exec()
 

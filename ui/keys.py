@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields, replace
 
 from PySide6.QtGui import QKeySequence
 
-ACTIONS = ("start_stop", "keep", "discard", "rerecord")
+ACTIONS = ("start_stop", "keep", "discard", "rerecord", "mark_success", "mark_failure")
 
 
 class KeymapError(ValueError):
@@ -26,6 +26,8 @@ class Keymap:
     keep: str = "K"
     discard: str = "D"
     rerecord: str = "R"
+    mark_success: str = "S"  # the operator's own verdict on the last episode; QA confirms
+    mark_failure: str = "F"
 
     def sequences(self, action: str) -> list[QKeySequence]:
         """The key sequences bound to ``action``."""

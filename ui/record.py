@@ -48,7 +48,9 @@ from ui.worker import EngineWorker
 log = logging.getLogger(__name__)
 
 TICK_MS = 50  # 20 Hz: previews at >= 15 fps with headroom, cheap on a 2-core machine
-PLOT_EVERY = 2  # plots redraw at 10 Hz; a 10 s window does not need more
+# Plots redraw at 5 Hz: a 10 s window does not need more, and pyqtgraph's repaint was the
+# largest cost of the screen (measured: most of the GUI's CPU at 10 Hz with autorange).
+PLOT_EVERY = 4
 HOUSEKEEPING_S = 0.5  # engine-thread poll (fault / disk) and free-space reading
 HISTORY_S = 10.0
 PREVIEW_W, PREVIEW_H = 400, 300
@@ -101,34 +103,48 @@ class CameraTile(QFrame):
 
 
 class ArmPlot(pg.PlotWidget):
-    """Leader (mapped to the follower's angles, dashed) vs follower (solid), per joint."""
+    """Leader (mapped to the follower's angles, thin) vs follower (thick), per joint."""
 
-    def __init__(self, follower: str, leader: str, joints: list[str]):
+    def __init__(self, follower: str, leader: str, joints: list[str], y_range: tuple[float, float]):
         super().__init__()
         self.setBackground("w")
-        self.setTitle(f"{follower}: solid = follower, dashed = {leader} (mapped)", color="k")
+        self.setTitle(f"{follower}: thick = follower, thin = {leader}", color="k", size="10pt")
         self.setLabel("left", "rad")
         self.setLabel("bottom", "s")
+        # Fixed ranges (the joints' limits): no autorange work per redraw, axes that do not
+        # jump, and a curve near the edge means a joint near its limit.
+        self.disableAutoRange()
         self.setXRange(-HISTORY_S, 0, padding=0)
+        self.setYRange(*y_range, padding=0.05)
         self.showGrid(x=True, y=True, alpha=0.3)
         self.setMouseEnabled(x=False, y=False)
         self.hideButtons()
         legend = self.addLegend(offset=(-5, 5), labelTextColor="k", colCount=4)
+        legend.setBrush(pg.mkBrush(255, 255, 255, 200))
         self.follower_curves = []
         self.leader_curves = []
+        # Bare PlotCurveItems: PlotDataItem's extra machinery made each redraw several times
+        # more expensive, and nothing here needs symbols, downsampling or log axes.
         for i, joint in enumerate(joints):
             colour = pg.intColor(i, hues=len(joints), values=1, maxValue=200)
-            self.follower_curves.append(self.plot(pen=pg.mkPen(colour, width=2), name=joint))
-            dashed = pg.mkPen(colour, width=1, style=Qt.PenStyle.DashLine)
-            self.leader_curves.append(self.plot(pen=dashed))
-        legend.setVisible(True)
+            solid = pg.PlotCurveItem(pen=pg.mkPen(colour, width=2), skipFiniteCheck=True)
+            # Thin and translucent rather than dashed: Qt's raster engine draws dashed
+            # polylines several times slower, and this repaints five times a second.
+            thin = pg.mkColor(colour)
+            thin.setAlpha(150)
+            dashed = pg.PlotCurveItem(pen=pg.mkPen(thin, width=1), skipFiniteCheck=True)
+            self.addItem(solid)
+            self.addItem(dashed)
+            legend.addItem(solid, joint)
+            self.follower_curves.append(solid)
+            self.leader_curves.append(dashed)
 
     def update_history(self, t_s: np.ndarray, leader: np.ndarray, follower: np.ndarray) -> None:
         """``t_s`` seconds relative to now (<= 0); ``leader``/``follower`` shaped (n, joints)."""
         for j, curve in enumerate(self.follower_curves):
-            curve.setData(t_s, follower[:, j])
+            curve.setData(t_s, follower[:, j], skipFiniteCheck=True)
         for j, curve in enumerate(self.leader_curves):
-            curve.setData(t_s, leader[:, j])
+            curve.setData(t_s, leader[:, j], skipFiniteCheck=True)
 
 
 @dataclass
@@ -172,7 +188,9 @@ class RecordScreen(QWidget):
         self._auto_stopped: int | None = None
         self._stopped_at: float | None = None
         self._message_until = 0.0
+        self._shown_state = ""
         self.status: RunnerStatus | None = None
+        self.marks: dict[int, str] = {}  # episode -> the operator's success/failure mark
 
         # -- top: state, timer, counter, who/what ------------------------------------------
         self.state_label = QLabel("—")
@@ -230,6 +248,8 @@ class RecordScreen(QWidget):
             ("keep", "Keep", "keep"),
             ("discard", "Discard", "discard"),
             ("rerecord", "Re-record", "rerecord"),
+            ("mark_success", "Success", "mark_success"),
+            ("mark_failure", "Failure", "mark_failure"),
         ):
             b = QPushButton(f"{text}  [{self.keymap.label(key_action)}]")
             # Buttons never take focus: Space must reach the shortcut, not press a button.
@@ -243,6 +263,8 @@ class RecordScreen(QWidget):
         self.buttons["keep"].clicked.connect(self.keep)
         self.buttons["discard"].clicked.connect(self.discard)
         self.buttons["rerecord"].clicked.connect(self.rerecord)
+        self.buttons["mark_success"].clicked.connect(self.mark_success)
+        self.buttons["mark_failure"].clicked.connect(self.mark_failure)
         row.addStretch(1)
         self.sessions_button = QPushButton("Sessions…")
         self.sessions_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
@@ -272,6 +294,8 @@ class RecordScreen(QWidget):
             ("keep", self.keep),
             ("discard", self.discard),
             ("rerecord", self.rerecord),
+            ("mark_success", self.mark_success),
+            ("mark_failure", self.mark_failure),
         ):
             for seq in self.keymap.sequences(action):
                 sc = QShortcut(QKeySequence(seq), self)
@@ -302,7 +326,8 @@ class RecordScreen(QWidget):
             self.camera_grid.addWidget(tile, i // columns, i % columns)
             self.tiles[cam.name] = tile
         for f in spec.followers:
-            plot = ArmPlot(f.name, f.follows or "leader", f.joint_names)
+            y_range = (min(j.min_rad for j in f.joints), max(j.max_rad for j in f.joints))
+            plot = ArmPlot(f.name, f.follows or "leader", f.joint_names, y_range)
             self.plot_box.addWidget(plot)
             self.plots[f.name] = plot
             self._history[f.name] = deque()
@@ -312,6 +337,7 @@ class RecordScreen(QWidget):
             f"Operator {s.operator.label}   ·   task {s.task.name}   ·   rig {spec.id}   ·   "
             f"session {session.id if session else '—'}"
         )
+        self.marks.clear()
         self._rates = _Rates()
         self._auto_stopped = None
         self._stopped_at = None
@@ -327,7 +353,7 @@ class RecordScreen(QWidget):
     def _submit(self, fn: Callable[[], Any], done: Callable[[Any], None] | None = None) -> None:
         if self.station.runner is None:
             return
-        self.worker.submit(fn, done, self._action_failed)
+        self.worker.submit(fn, done, self.show_error)
 
     def start_stop(self) -> None:
         """Space (or the pedal): start when ready, stop when recording."""
@@ -350,6 +376,18 @@ class RecordScreen(QWidget):
     def rerecord(self) -> None:
         self._submit(self.station.rerecord, lambda i: self.say(f"Discarded; recording {i}."))
 
+    def mark_success(self) -> None:
+        """The operator's own verdict: the last episode did the task."""
+        self._submit(lambda: self.station.mark(True), lambda i: self._marked(i, "success"))
+
+    def mark_failure(self) -> None:
+        """The operator's own verdict: the last episode did not do the task."""
+        self._submit(lambda: self.station.mark(False), lambda i: self._marked(i, "failure"))
+
+    def _marked(self, index: int, mark: str) -> None:
+        self.marks[index] = mark
+        self.say(f"Episode {index:04d} marked {mark} (QA confirms later).")
+
     def _after_toggle(self, what: str) -> None:
         if what == "stopped":
             self._after_stop()
@@ -357,7 +395,8 @@ class RecordScreen(QWidget):
     def _after_stop(self) -> None:
         self._stopped_at = time.monotonic()
 
-    def _action_failed(self, exc: BaseException) -> None:
+    def show_error(self, exc: BaseException) -> None:
+        """An engine call failed: its one-line message in the hint line for a while."""
         self.say(describe(exc), error=True)
 
     def say(self, text: str, *, error: bool = False) -> None:
@@ -392,13 +431,14 @@ class RecordScreen(QWidget):
             self._last_housekeeping = now
             self.worker.submit(self.station.housekeeping, self._on_free_bytes, lambda e: None)
 
+        visible = self.isVisible()  # hidden behind the sessions view: no drawing
         for name, cap in recorder.captures.items():
-            frame = cap.latest
+            frame = cap.latest if visible else None
             tile = self.tiles.get(name)
             if frame is not None and tile is not None:
                 tile.show_frame(frame.color, frame.frame_number)
         self._sample_control(recorder)
-        if self._tick_count % PLOT_EVERY == 0:
+        if visible and self._tick_count % PLOT_EVERY == 0:
             self._draw_plots()
         self._show_state(st, task, now)
         self._show_banners(st, recorder)
@@ -420,7 +460,11 @@ class RecordScreen(QWidget):
             if follower not in sample.arms or follower not in sample.targets_rad:
                 continue
             hist.append(
-                (t, np.asarray(sample.targets_rad[follower]), sample.arms[follower].reading.position_rad)
+                (
+                    t,
+                    np.asarray(sample.targets_rad[follower]),
+                    sample.arms[follower].reading.position_rad,
+                )
             )
             while hist and hist[0][0] < t - HISTORY_S:
                 hist.popleft()
@@ -441,7 +485,9 @@ class RecordScreen(QWidget):
         captured = {name: cap.stats.captured for name, cap in recorder.captures.items()}
         dt = now - r.at
         if r.captured is not None and dt > 0:
-            r.camera_fps = {n: (captured[n] - r.captured.get(n, captured[n])) / dt for n in captured}
+            r.camera_fps = {
+                n: (captured[n] - r.captured.get(n, captured[n])) / dt for n in captured
+            }
         if latest is not None and r.cycle is not None and dt > 0:
             r.loop_hz = (latest.cycle - r.cycle) / dt
         nominal_ns = 1e9 / recorder.rate_hz
@@ -452,7 +498,8 @@ class RecordScreen(QWidget):
     def _show_state(self, st: RunnerStatus, task: Any, now: float) -> None:
         target = task.target_episodes if task else 0
         self.counter_label.setText(
-            f"Kept {st.kept} / {target}" + (f"   ·   discarded {st.discarded}" if st.discarded else "")
+            f"Kept {st.kept} / {target}"
+            + (f"   ·   discarded {st.discarded}" if st.discarded else "")
         )
         key = self.keymap.label
         resetting = (
@@ -464,18 +511,26 @@ class RecordScreen(QWidget):
         if st.state is RunnerState.RECORDING:
             state, text = "recording", f"● RECORDING  {st.episode_index:04d}"
             hint = f"{key('start_stop')}: stop   ·   {key('discard')}: stop and discard"
-            self.timer_label.setText(f"{st.elapsed_s:5.1f} s / {task.episode_s:g} s" if task else "")
+            self.timer_label.setText(
+                f"{st.elapsed_s:5.1f} s / {task.episode_s:g} s" if task else ""
+            )
         elif st.state is RunnerState.FINALIZING:
             state, text, hint = "finalizing", "FINALIZING", "Finishing the episode file…"
         elif st.state is RunnerState.IDLE:
             state, text = "idle", "STOPPED"
-            hint = "Recording is stopped (see the banner). End the session to go on."
+            hint = "Recording stopped (see the banner): End session to go on."
+            if st.undecided is not None:
+                hint = (
+                    f"Recording stopped (see the banner). {key('keep')}: keep or "
+                    f"{key('discard')}: discard episode {st.undecided:04d}, then End session."
+                )
         elif st.undecided is not None:
             state, text = "decide", f"KEEP EPISODE {st.undecided:04d}?"
             hint = (
                 f"{key('keep')}: keep   ·   {key('discard')}: discard   ·   "
                 f"{key('rerecord')}: discard and record again   ·   "
-                f"{key('start_stop')}: keep and start the next"
+                f"{key('start_stop')}: keep and start the next   ·   "
+                f"{key('mark_success')}/{key('mark_failure')}: mark success/failure"
             )
         elif resetting:
             assert task is not None and self._stopped_at is not None
@@ -489,6 +544,9 @@ class RecordScreen(QWidget):
             self.timer_label.setText(f"{task.episode_s:g} s episodes" if task else "")
         self.state_label.setText(text)
         self.state_label.setStyleSheet(STATE_BASE + STATE_STYLE[state])
+        if state != self._shown_state:
+            self._shown_state = state
+            self._message_until = min(self._message_until, now + 1.0)  # old news, cut short
         if now >= self._message_until:
             self.hint_label.setStyleSheet("font-size: 13pt; color: black;")
             self.hint_label.setText(hint)
@@ -499,11 +557,16 @@ class RecordScreen(QWidget):
         self.buttons["stop"].setEnabled(recording)
         self.buttons["keep"].setEnabled(decidable)
         self.buttons["discard"].setEnabled(decidable)
-        self.buttons["rerecord"].setEnabled(decidable)
+        self.buttons["rerecord"].setEnabled(decidable and st.state is not RunnerState.IDLE)
+        markable = not recording and st.episode_index is not None
+        self.buttons["mark_success"].setEnabled(markable)
+        self.buttons["mark_failure"].setEnabled(markable)
         self.end_button.setEnabled(not recording)
         if st.episode_index is not None and st.state is not RunnerState.RECORDING:
             flags = "; ".join(st.last_flags) if st.last_flags else "no quality flags"
-            self.flags_label.setText(f"Last episode {st.episode_index:04d}: {flags}")
+            mark = self.marks.get(st.episode_index)
+            marked = f"marked {mark} by the operator; " if mark else ""
+            self.flags_label.setText(f"Last episode {st.episode_index:04d}: {marked}{flags}")
             colour = "#b26a00" if st.last_flags else GREEN
             self.flags_label.setStyleSheet(f"color: {colour}; font-weight: bold;")
         elif st.episode_index is None:
@@ -539,8 +602,10 @@ class RecordScreen(QWidget):
     def _show_health(self, recorder: Any) -> None:
         r = self._rates
         c = recorder.control.counters
+        loop = "STOPPED (fault)" if recorder.control.fault else f"{r.loop_hz:5.1f} Hz"
         parts = [
-            f"loop {r.loop_hz:5.1f} Hz (target {recorder.rate_hz:g})  jitter {r.jitter_ms:4.1f} ms"
+            f"loop {loop} (target {recorder.rate_hz:g})  period error up to "
+            f"{r.jitter_ms:.2f} ms (sampled)"
             f"  overruns {c.overruns}  bus retries {c.bus_retries}"
         ]
         fps = r.camera_fps or {}
@@ -552,7 +617,10 @@ class RecordScreen(QWidget):
             if active is not None:
                 counts = active.stats.cameras.get(name)
                 dropped = counts.dropped if counts is not None else 0
-            cams.append(f"{name} {fps.get(name, 0.0):4.1f} fps" + (f" ({dropped} dropped)" if dropped else ""))
+            cams.append(
+                f"{name} {fps.get(name, 0.0):4.1f} fps"
+                + (f" ({dropped} dropped)" if dropped else "")
+            )
         parts.append("cameras: " + ", ".join(cams))
         parts.append(f"disk: {self._disk_text()}")
         self.health_label.setText("\n".join(parts))

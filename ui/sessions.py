@@ -17,7 +17,16 @@ from PySide6.QtWidgets import (
 
 from teleop.session import SESSION_FILE
 
-COLUMNS = ["session / episode", "operator", "task", "rig", "status", "duration s", "rate Hz", "flags"]
+COLUMNS = [
+    "session / episode",
+    "operator",
+    "task",
+    "rig",
+    "status",
+    "duration s",
+    "rate Hz",
+    "flags",
+]
 
 
 def load_sessions(data_root: Path) -> list[dict]:

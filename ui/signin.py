@@ -37,6 +37,8 @@ class SignInScreen(QWidget):
         self.operators: list[Operator] = []
         self.tasks: list[Task] = []
 
+        # Larger than Qt's default: the station is read from arm's length, often standing.
+        self.setStyleSheet("QComboBox, QLabel, QPushButton { font-size: 13pt; }")
         title = QLabel("Sign in")
         title.setStyleSheet(TITLE_STYLE)
         where = QLabel(f"Data root: {data_root}")
@@ -45,8 +47,8 @@ class SignInScreen(QWidget):
         self.rig.setEditable(True)  # a path to a rig .toml may be typed or browsed
         for name in preset_names():
             self.rig.addItem(name)
-        if rig:
-            self.rig.setCurrentText(rig)
+        # Without --rig, the virtual rig: it runs anywhere, and a lab passes its own rig file.
+        self.rig.setCurrentText(rig or ("sim-bimanual" if "sim-bimanual" in preset_names() else ""))
         browse = QPushButton("Rig file…")
         browse.clicked.connect(self._browse)
         rig_row = QHBoxLayout()
@@ -60,6 +62,9 @@ class SignInScreen(QWidget):
         self.problems.setWordWrap(True)
         self.problems.setStyleSheet(ERROR_STYLE)
         self.problems.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.notice = QLabel()  # e.g. "session ... closed" after recording
+        self.notice.setWordWrap(True)
+        self.notice.setStyleSheet("font-size: 12pt;")
         self.reload = QPushButton("Reload lists")
         self.reload.clicked.connect(self.load)
         self.sessions = QPushButton("Sessions…")
@@ -83,6 +88,7 @@ class SignInScreen(QWidget):
         layout.addWidget(where)
         layout.addLayout(form)
         layout.addWidget(self.problems)
+        layout.addWidget(self.notice)
         layout.addStretch(1)
         layout.addLayout(buttons)
         self.load()

@@ -20,10 +20,11 @@ from pathlib import Path
 
 from rigs.cameras.base import Camera, CameraError
 from rigs.spec import LoadedRig, load_rig
+from teleop.clock import iso_utc
 from teleop.doctor import CheckResult, Status, run_checks
 from teleop.operators import Operator
 from teleop.record_command import WARMUP_S, start_session
-from teleop.recording.lifecycle import EpisodeRunner, RunnerState
+from teleop.recording.lifecycle import EpisodeRunner, RunnerState, TransitionError
 from teleop.recording.recorder import Recorder
 from teleop.rig_runtime import RigRuntime
 from teleop.session import Session
@@ -80,7 +81,10 @@ def measure_camera_fps(
         if isinstance(got, str):
             out.append(
                 CheckResult(
-                    Status.FAIL, "camera fps", name, measured=got,
+                    Status.FAIL,
+                    "camera fps",
+                    name,
+                    measured=got,
                     fix="check the camera's cable and that no other program holds it",
                 )  # fmt: skip
             )
@@ -89,8 +93,11 @@ def measure_camera_fps(
         ok = fps >= 0.9 * want
         out.append(
             CheckResult(
-                Status.OK if ok else Status.WARN, "camera fps", name,
-                measured=f"{fps:.1f} fps", threshold=f"{want:g} fps",
+                Status.OK if ok else Status.WARN,
+                "camera fps",
+                name,
+                measured=f"{fps:.1f} fps (camera set to {want:g})",
+                threshold=f"{0.9 * want:.0f} fps",
                 fix="" if ok else "use a USB 3 port, shorter cable, or a lower resolution",
             )  # fmt: skip
         )
@@ -199,6 +206,28 @@ class Station:
         runner = self._runner()
         self.stop_if_recording()
         return runner.rerecord()
+
+    def mark(self, success: bool) -> int:
+        """The operator's own success/failure mark on the last finished episode.
+
+        Stored in its session.json entry (``operator_mark``, ``operator_mark_utc``); QA
+        confirms or overrules it later with a label of its own.
+        """
+        runner = self._runner()
+        if runner.state is RunnerState.RECORDING:
+            raise TransitionError("stop the episode first, then mark it")
+        st = runner.status()
+        index = st.undecided if st.undecided is not None else st.episode_index
+        if index is None or self.session is None:
+            raise TransitionError("no episode to mark yet")
+        entry = self.session.entry(index)
+        self.session.set_status(
+            index,
+            entry["status"],
+            operator_mark="success" if success else "failure",
+            operator_mark_utc=iso_utc(runner.recorder.clock.now_utc_ns()),
+        )
+        return index
 
     def housekeeping(self) -> int | None:
         """Stop an episode that must stop (fault, write failure, low disk); free bytes."""

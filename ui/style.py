@@ -12,9 +12,7 @@ GREY = "#616161"
 
 TITLE_STYLE = "font-size: 20pt; font-weight: bold;"
 ERROR_STYLE = f"color: {RED}; font-family: monospace;"
-BANNER_STYLE = (
-    f"background: {RED}; color: white; font-size: 13pt; font-weight: bold; padding: 8px;"
-)
+BANNER_STYLE = f"background: {RED}; color: white; font-size: 13pt; font-weight: bold; padding: 8px;"
 WARN_BANNER_STYLE = f"background: {AMBER_BG}; color: black; font-size: 12pt; padding: 6px;"
 
 # The state label: colour says at a glance whether the robot is being recorded.

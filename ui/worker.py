@@ -24,7 +24,10 @@ Failed = Callable[[BaseException], None]
 class EngineWorker(QObject):
     """A single engine thread; ``submit(fn, on_done, on_error)`` calls back on the GUI thread."""
 
-    _finished = Signal(object, object, object)  # (callbacks, result, exception)
+    # One tuple (callbacks, result, exception), never a bare None argument: PySide6 queued
+    # connections mishandle the refcount of None passed as an ``object`` argument, which
+    # crashed the interpreter at exit ("deallocating None").
+    _finished = Signal(object)
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
@@ -53,17 +56,17 @@ class EngineWorker(QObject):
             try:
                 result = fn()
             except BaseException as exc:  # reported to the GUI, never lost in the pool
-                self._finished.emit(callbacks, None, exc)
+                self._finished.emit((callbacks, None, exc))
                 raise
-            self._finished.emit(callbacks, result, None)
+            self._finished.emit((callbacks, result, None))
             return result
 
         return self._pool.submit(run)
 
-    @Slot(object, object, object)
-    def _deliver(self, callbacks: tuple[Done | None, Failed | None], result: Any, exc: Any) -> None:
+    @Slot(object)
+    def _deliver(self, payload: tuple[tuple[Done | None, Failed | None], Any, Any]) -> None:
         self._pending -= 1
-        on_done, on_error = callbacks
+        (on_done, on_error), result, exc = payload
         if exc is not None:
             if on_error is not None:
                 on_error(exc)

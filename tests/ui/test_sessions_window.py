@@ -31,7 +31,11 @@ def test_window_lists_sessions_episodes_and_flags(tmp_path):
     top = w.tree.topLevelItem(0)
     assert top.text(0) == s.id and top.text(1) == "op7"
     ep = top.child(0)
-    assert ep.text(0) == "episode_0001.mcap" and ep.text(6) == "frames_dropped: low x3"
+    assert (
+        ep.text(0) == "episode_0001.mcap"
+        and ep.text(4) == ""
+        and ep.text(7) == "frames_dropped: low x3"
+    )
 
 
 def test_screenshot_option_writes_a_png(tmp_path):
