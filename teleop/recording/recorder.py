@@ -153,6 +153,13 @@ class Recorder:
             for cap in self.captures.values():
                 cap.stop()
 
+    def frames_dropped_this_episode(self) -> dict[str, int]:
+        """Per camera, frames dropped for a full writer queue in the episode recording now."""
+        active = self._active
+        if active is None:
+            return {}
+        return {name: c.dropped for name, c in list(active.stats.cameras.items())}
+
     @property
     def fault(self) -> BusError | None:
         return self.control.fault
