@@ -155,6 +155,18 @@ class QualityGates(_Strict):
     idle_speed_rad_s: float = Field(default=0.05, gt=0, description="below this a leader is idle")
 
 
+class Controls(_Strict):
+    """How the operator drives recording on this rig, beyond keys and pedals."""
+
+    squeeze_to_start: bool = Field(
+        default=False,
+        description="start an episode when both leader grippers are held closed (ALOHA's habit)",
+    )
+    squeeze_hold_s: float = Field(
+        default=0.5, gt=0, le=10, description="how long both grippers must stay closed"
+    )
+
+
 class RigSpec(_Strict):
     """A whole rig."""
 
@@ -165,6 +177,7 @@ class RigSpec(_Strict):
     control_rate_hz: float = Field(default=50.0, ge=1.0, le=1000.0)
     safety: Safety = Safety()
     quality: QualityGates = QualityGates()
+    controls: Controls = Controls()
     arms: list[Arm] = Field(min_length=1)
     cameras: list[Camera] = []
 

@@ -18,7 +18,7 @@ import os
 import shutil
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from rigs.dynamixel.bus import BusError, DynamixelBus, MotorInfo, ftdi_latency_t
 from rigs.spec import LoadedRig, RigSpec, RigSpecError, load_rig
 from rigs.virtual.launcher import VirtualRigError
 from teleop.calibration_command import open_camera, open_rig_ports
+from teleop.recording.disk import hours_left, recording_rate_bytes_s
 from teleop.session import resolve_data_root
 
 
@@ -193,9 +194,13 @@ def run_checks(
     where = _existing_parent(root)
     free = shutil.disk_usage(where).free
     disk = checks.disk_space(str(root), free, min_free_gb=min_free_gb, warn_free_gb=warn_free_gb)
-    results += [CheckResult.from_problem(p) for p in disk]
+    rate, basis = recording_rate_bytes_s(spec, root)
+    hours = f"about {hours_left(free, rate):.1f} h of recording at {rate / 1e6:.2f} MB/s ({basis})"
+    results += [
+        CheckResult.from_problem(replace(p, measured=f"{p.measured}; {hours}")) for p in disk
+    ]
     if not disk:
-        results.append(_ok("disk space", str(root), f"{free / 1e9:.1f} GB free"))
+        results.append(_ok("disk space", str(root), f"{free / 1e9:.1f} GB free, {hours}"))
 
     read_positions: dict[str, np.ndarray] = {}
     motors: dict[str, list[MotorInfo]] = {}

@@ -25,12 +25,13 @@ from PySide6.QtCore import QEventLoop
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import QApplication, QMainWindow, QStackedWidget
 
+from rigs.pedal import PedalError, SerialPedal, parse_mapping, parse_port
 from teleop.doctor import CheckResult
 from teleop.operators import OPERATORS_FILE
 from teleop.session import Session, resolve_data_root
 from teleop.tasks import TASKS_FILE
 from teleop.user_errors import describe
-from ui.keys import Keymap, KeymapError
+from ui.keys import ACTIONS, Keymap, KeymapError
 from ui.preflight import PreflightScreen
 from ui.record import RecordScreen
 from ui.sessions import SessionsView, SessionsWindow, load_sessions
@@ -41,6 +42,8 @@ from ui.worker import EngineWorker
 __all__ = ["MainWindow", "SessionsWindow", "load_sessions", "main"]
 
 log = logging.getLogger(__name__)
+
+PEDAL_ACTIONS = (*ACTIONS, "start", "stop")
 
 
 class MainWindow(QMainWindow):
@@ -55,6 +58,9 @@ class MainWindow(QMainWindow):
         seed: int = 0,
         min_free_gb: float = 2.0,
         stop_free_gb: float = 0.5,
+        countdown_s: float = 0.0,
+        sound: bool = True,
+        pedal: SerialPedal | None = None,
     ):
         super().__init__()
         self.data_root = data_root
@@ -65,7 +71,13 @@ class MainWindow(QMainWindow):
         )
         self.signin = SignInScreen(data_root, rig=rig)
         self.preflight = PreflightScreen()
-        self.record = RecordScreen(self.station, self.worker, keymap)
+        self.record = RecordScreen(
+            self.station, self.worker, keymap, countdown_s=countdown_s, sound=sound
+        )
+        # The serial pedal reads on its own thread; the signal queues each action to this one.
+        self.pedal = pedal
+        if pedal is not None:
+            pedal.on_action = self.record.action_requested.emit
         self.sessions = SessionsView(data_root)
         self.sessions.back.show()
         self.stack = QStackedWidget()
@@ -163,6 +175,8 @@ class MainWindow(QMainWindow):
             return
         self._shut_down = True
         self.record.detach()
+        if self.pedal is not None:
+            self.pedal.close()
         future = self.worker.submit(self.station.close)
         try:
             future.result(timeout=timeout_s)
@@ -332,6 +346,26 @@ def main(argv: list[str] | None = None) -> int:
         metavar="DIR",
         help="drive every screen live on the virtual rig (or --rig) and save PNGs in DIR",
     )
+    p.add_argument(
+        "--countdown",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="count down S seconds (shown big) before each episode starts (default 0: none)",
+    )
+    p.add_argument("--no-sound", action="store_true", help="no beep at start and stop")
+    p.add_argument(
+        "--serial-pedal",
+        metavar="PORT[:BAUD]",
+        help="a foot pedal on a serial port (pyserial), e.g. /dev/ttyACM0:9600",
+    )
+    p.add_argument(
+        "--serial-pedal-map",
+        metavar="TOKEN=ACTION,...",
+        default="1=start_stop,2=keep,3=discard",
+        help="what the serial pedal's bytes mean (default 1=start_stop,2=keep,3=discard); "
+        f"actions: {', '.join(PEDAL_ACTIONS)}",
+    )
     p.add_argument("--debug", action="store_true", help="log engine details")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING)
@@ -339,6 +373,22 @@ def main(argv: list[str] | None = None) -> int:
         keymap = Keymap().with_options(args.key)
     except KeymapError as exc:
         p.error(str(exc))
+    if args.countdown < 0:
+        p.error("--countdown: give 0 or more seconds")
+    pedal = None
+    if args.serial_pedal:
+        try:
+            mapping = parse_mapping(args.serial_pedal_map)
+        except PedalError as exc:
+            p.error(f"--serial-pedal-map: {exc}")
+        unknown = sorted(set(mapping.values()) - set(PEDAL_ACTIONS))
+        if unknown:
+            p.error(
+                f"--serial-pedal-map: unknown action {unknown[0]!r}; "
+                f"use one of {', '.join(PEDAL_ACTIONS)}"
+            )
+        port, baud = parse_port(args.serial_pedal)
+        pedal = SerialPedal(port, baud, dict(mapping))
     app = QApplication.instance() or QApplication(sys.argv[:1])
     if args.screenshot:
         window = SessionsWindow(resolve_data_root(args.data_dir))
@@ -363,8 +413,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     window = MainWindow(
         resolve_data_root(args.data_dir), rig=args.rig, keymap=keymap,
-        seed=args.seed, min_free_gb=args.min_free_gb,
+        seed=args.seed, min_free_gb=args.min_free_gb, countdown_s=args.countdown,
+        sound=not args.no_sound, pedal=pedal,
     )  # fmt: skip
+    if pedal is not None:
+        try:
+            pedal.start()
+        except PedalError as exc:
+            sys.stderr.write(f"teleop-gui: error: {exc}\n")
+            return 2
     window.show()
     return app.exec()
 

@@ -10,6 +10,7 @@ frame or per sample. Actions (start, stop, keep, discard, re-record) run on the 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -21,6 +22,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QImage, QKeySequence, QPixmap, QShortcut
 from PySide6.QtWidgets import (
+    QApplication,
     QFrame,
     QGridLayout,
     QHBoxLayout,
@@ -34,6 +36,7 @@ from PySide6.QtWidgets import (
 from teleop.recording.lifecycle import RunnerState, RunnerStatus
 from teleop.user_errors import describe
 from ui.keys import Keymap
+from ui.squeeze import SqueezeDetector, leader_grippers
 from ui.station import Station, advice
 from ui.style import (
     BANNER_STYLE,
@@ -164,6 +167,8 @@ class RecordScreen(QWidget):
 
     end_session = Signal()
     show_sessions = Signal()
+    # An action name from another thread (the serial pedal's reader); queued to the GUI thread.
+    action_requested = Signal(str)
 
     def __init__(
         self,
@@ -171,11 +176,21 @@ class RecordScreen(QWidget):
         worker: EngineWorker,
         keymap: Keymap | None = None,
         parent: QWidget | None = None,
+        *,
+        countdown_s: float = 0.0,
+        sound: bool = True,
     ):
         super().__init__(parent)
         self.station = station
         self.worker = worker
         self.keymap = keymap or Keymap()
+        self.countdown_s = countdown_s
+        self.sound = sound
+        self.cues: list[str] = []  # "start"/"stop" cues given, in order (for tests)
+        self._countdown_until: float | None = None
+        self._was_recording = False
+        self.squeeze: SqueezeDetector | None = None
+        self.action_requested.connect(self.do_action)
         self.tiles: dict[str, CameraTile] = {}
         self.plots: dict[str, ArmPlot] = {}
         self._history: dict[str, deque[tuple[float, np.ndarray, np.ndarray]]] = {}
@@ -210,6 +225,12 @@ class RecordScreen(QWidget):
         top.addWidget(self.counter_label)
         self.hint_label = QLabel("")
         self.hint_label.setStyleSheet("font-size: 13pt;")
+        self.countdown_label = QLabel("")
+        self.countdown_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.countdown_label.setStyleSheet(
+            f"font-size: 96pt; font-weight: bold; color: {RED}; background: #fff4d6;"
+        )
+        self.countdown_label.hide()
 
         # -- banners -----------------------------------------------------------------------
         self.fault_banner = QLabel()
@@ -281,6 +302,7 @@ class RecordScreen(QWidget):
         layout.addWidget(self.fault_banner)
         layout.addWidget(self.warn_banner)
         layout.addWidget(self.hint_label)
+        layout.addWidget(self.countdown_label)
         layout.addLayout(middle, 1)
         layout.addWidget(self.flags_label)
         layout.addWidget(self.health_label)
@@ -338,6 +360,21 @@ class RecordScreen(QWidget):
             f"session {session.id if session else '—'}"
         )
         self.marks.clear()
+        self.squeeze = None
+        recorder = self.station.recorder
+        if spec.controls.squeeze_to_start and recorder is not None:
+            grippers = leader_grippers(spec, recorder.calibration.records)
+            if grippers is not None:
+                self.squeeze = SqueezeDetector(grippers, spec.controls.squeeze_hold_s)
+            else:
+                self.say(
+                    "Squeeze-to-start is off: it needs every leader's gripper calibrated "
+                    "(run `teleop calibrate`).",
+                    error=True,
+                )
+        self._countdown_until = None
+        self.countdown_label.hide()
+        self._was_recording = False
         self._rates = _Rates()
         self._auto_stopped = None
         self._stopped_at = None
@@ -348,6 +385,7 @@ class RecordScreen(QWidget):
     def detach(self) -> None:
         """Stop pulling (the session is closing)."""
         self.timer.stop()
+        self._cancel_countdown()
 
     # -- actions (GUI thread: decide, then hand the device/disk work to the engine) -------
     def _submit(self, fn: Callable[[], Any], done: Callable[[Any], None] | None = None) -> None:
@@ -355,14 +393,88 @@ class RecordScreen(QWidget):
             return
         self.worker.submit(fn, done, self.show_error)
 
+    def do_action(self, action: str) -> None:
+        """Run a keymap action by name (``start_stop``, ``keep``, ...), e.g. from a pedal."""
+        slot = {
+            "start_stop": self.start_stop,
+            "start": self.start,
+            "stop": self.stop,
+            "keep": self.keep,
+            "discard": self.discard,
+            "rerecord": self.rerecord,
+            "mark_success": self.mark_success,
+            "mark_failure": self.mark_failure,
+        }.get(action)
+        if slot is None:
+            log.warning("unknown action %r", action)
+            return
+        slot()
+
     def start_stop(self) -> None:
-        """Space (or the pedal): start when ready, stop when recording."""
+        """Space (or the pedal): start when ready, stop when recording.
+
+        With a countdown, a start begins the countdown; pressing again during it cancels.
+        """
+        st = self.status
+        if self._countdown_until is not None:
+            self._cancel_countdown()
+            self.say("Countdown cancelled.")
+            return
+        armed = st is not None and st.state is RunnerState.ARMED
+        if self.countdown_s > 0 and armed and self.station.runner is not None:
+            self._countdown_until = time.monotonic() + self.countdown_s
+            self._show_countdown(time.monotonic())
+            return
         self._submit(self.station.toggle, self._after_toggle)
 
     def start(self) -> None:
         st = self.status
-        if st is not None and st.state is RunnerState.ARMED:
+        if st is not None and st.state is RunnerState.ARMED and self._countdown_until is None:
+            self.start_stop()
+
+    def _show_countdown(self, now: float) -> None:
+        assert self._countdown_until is not None
+        left = max(0.0, self._countdown_until - now)
+        self.countdown_label.setText(f"Recording in {math.ceil(left - 1e-6):d}")
+        self.countdown_label.show()
+
+    def _cancel_countdown(self) -> None:
+        self._countdown_until = None
+        self.countdown_label.hide()
+
+    def _tick_countdown(self, st: RunnerStatus, now: float) -> None:
+        if self._countdown_until is None:
+            return
+        if st.state is not RunnerState.ARMED:
+            self._cancel_countdown()  # a fault, or the episode was started another way
+            return
+        if now >= self._countdown_until:
+            self._cancel_countdown()
             self._submit(self.station.toggle, self._after_toggle)
+        else:
+            self._show_countdown(now)
+
+    def _tick_squeeze(self, st: RunnerStatus, recorder: Any, now: float) -> None:
+        squeeze = self.squeeze
+        if squeeze is None:
+            return
+        ready = (
+            st.state is RunnerState.ARMED and st.undecided is None and self._countdown_until is None
+        )
+        sample = recorder.control.latest
+        if not ready or sample is None:
+            squeeze.reset()
+            return
+        positions = {name: arm.reading.position_rad for name, arm in sample.arms.items()}
+        if squeeze.update(positions, now):
+            self.say("Both grippers squeezed: starting.")
+            self.start_stop()
+
+    def cue(self, what: str) -> None:
+        """A short sound at start and stop (the system beep; no sound files)."""
+        self.cues.append(what)
+        if self.sound:
+            QApplication.beep()
 
     def stop(self) -> None:
         self._submit(self.station.stop_if_recording, lambda stopped: self._after_stop())
@@ -417,6 +529,12 @@ class RecordScreen(QWidget):
         st = runner.status()
         self.status = st
         task = self.station.signin.task if self.station.signin else None
+        recording = st.state is RunnerState.RECORDING
+        if recording != self._was_recording:  # whatever started or stopped it
+            self._was_recording = recording
+            self.cue("start" if recording else "stop")
+        self._tick_countdown(st, now)
+        self._tick_squeeze(st, recorder, now)
 
         # A recording that reached the task's episode length stops by itself.
         if (
@@ -524,6 +642,9 @@ class RecordScreen(QWidget):
                     f"Recording stopped (see the banner). {key('keep')}: keep or "
                     f"{key('discard')}: discard episode {st.undecided:04d}, then End session."
                 )
+        elif self._countdown_until is not None:
+            state, text = "resetting", "GET READY"
+            hint = f"Recording starts when the count reaches 0; {key('start_stop')}: cancel"
         elif st.undecided is not None:
             state, text = "decide", f"KEEP EPISODE {st.undecided:04d}?"
             hint = (
@@ -540,6 +661,10 @@ class RecordScreen(QWidget):
         else:
             state, text = "armed", "READY"
             hint = f"{key('start_stop')}: start episode"
+            if self.squeeze is not None:
+                hint += f"   ·   or squeeze both grippers for {self.squeeze.hold_s:g} s"
+            if self.countdown_s > 0:
+                hint += f"   (after a {self.countdown_s:g} s countdown)"
         if st.state is not RunnerState.RECORDING:
             self.timer_label.setText(f"{task.episode_s:g} s episodes" if task else "")
         self.state_label.setText(text)
@@ -553,7 +678,7 @@ class RecordScreen(QWidget):
         recording = st.state is RunnerState.RECORDING
         armed = st.state is RunnerState.ARMED
         decidable = st.undecided is not None or recording
-        self.buttons["start"].setEnabled(armed)
+        self.buttons["start"].setEnabled(armed and self._countdown_until is None)
         self.buttons["stop"].setEnabled(recording)
         self.buttons["keep"].setEnabled(decidable)
         self.buttons["discard"].setEnabled(decidable)
@@ -609,14 +734,10 @@ class RecordScreen(QWidget):
             f"  overruns {c.overruns}  bus retries {c.bus_retries}"
         ]
         fps = r.camera_fps or {}
-        # The episode writer's drop counters; read-only, the writer thread owns them.
-        active = getattr(recorder, "_active", None)
+        drops = recorder.frames_dropped_this_episode()
         cams = []
         for name in recorder.captures:
-            dropped = 0
-            if active is not None:
-                counts = active.stats.cameras.get(name)
-                dropped = counts.dropped if counts is not None else 0
+            dropped = drops.get(name, 0)
             cams.append(
                 f"{name} {fps.get(name, 0.0):4.1f} fps"
                 + (f" ({dropped} dropped)" if dropped else "")

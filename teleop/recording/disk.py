@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from rigs.spec import RigSpec
 from teleop.errors import TeleopError
+from teleop.session import SESSION_FILE
 
 
 class DiskSpaceError(TeleopError):
@@ -42,3 +45,37 @@ class DiskGuard:
 
     def below_stop(self) -> bool:
         return self.free_bytes() < self.stop_free_bytes
+
+
+# Per stream, from `teleop bench record` (640x480 at 30 fps): JPEG colour and 16-bit PNG depth
+# together came to 1.66 MB/s for four colour and two depth streams.
+NOMINAL_STREAM_BYTES_S = 280_000
+
+
+def recording_rate_bytes_s(spec: RigSpec, data_root: Path) -> tuple[float, str]:
+    """Bytes per second a recording on ``spec`` writes, and where the figure comes from.
+
+    Measured from the episodes already in the data root for this rig when there are any,
+    else estimated from the number of camera streams.
+    """
+    total_bytes, total_s = 0, 0.0
+    for manifest in Path(data_root).glob(f"*/{SESSION_FILE}"):
+        try:
+            data = json.loads(manifest.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if data.get("rig_id") != spec.id:
+            continue
+        for e in data.get("episodes", []):
+            if e.get("bytes") and e.get("duration_s"):
+                total_bytes += int(e["bytes"])
+                total_s += float(e["duration_s"])
+    if total_s >= 5.0:
+        return total_bytes / total_s, "measured on this rig's episodes"
+    streams = sum(1 + int(c.depth) for c in spec.cameras)
+    return max(1, streams) * NOMINAL_STREAM_BYTES_S, "estimated from its cameras"
+
+
+def hours_left(free_bytes: int, rate_bytes_s: float, stop_free_bytes: int = 0) -> float:
+    """Hours of recording that fit before the stop threshold."""
+    return max(0.0, free_bytes - stop_free_bytes) / rate_bytes_s / 3600.0

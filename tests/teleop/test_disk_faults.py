@@ -97,3 +97,22 @@ def test_a_failed_write_closes_the_episode_as_partial_and_recoverable(tmp_path, 
     manifest = json.loads((Path(first).parent / "session.json").read_text())
     assert [e["status"] for e in manifest["episodes"]] == ["kept", "partial"]
     assert resource.getrlimit(resource.RLIMIT_FSIZE)[0] == resource.RLIM_INFINITY  # not leaked here
+
+
+def test_hours_left_uses_this_rigs_recorded_rate_when_there_is_one(tmp_path):
+    from rigs.spec import load_rig
+    from teleop.recording.disk import hours_left, recording_rate_bytes_s
+    from teleop.session import Session
+
+    spec = load_rig("sim-bimanual").spec
+    rate, basis = recording_rate_bytes_s(spec, tmp_path)
+    assert basis == "estimated from its cameras" and rate == 6 * 280_000  # 4 colour + 2 depth
+    s = Session.create(
+        tmp_path, operator="op", task="t", rig_id=spec.id, rig_sha256="x", started_utc="t"
+    )
+    s.add_episode(
+        {"index": 1, "file": "episode_0001.mcap", "bytes": 20_000_000, "duration_s": 10.0}
+    )
+    rate, basis = recording_rate_bytes_s(spec, tmp_path)
+    assert basis == "measured on this rig's episodes" and rate == 2_000_000
+    assert hours_left(7_200_000_000, rate) == 1.0
