@@ -82,7 +82,16 @@ def test_episode_has_every_topic_with_plausible_counts(session: Path):
         assert 70 <= n <= 95, (cam, n)  # 30 fps for 3 s; loose for a loaded CI machine
         assert s.topics[f"/cameras/{cam}/camera_info"].message_count == n
     assert s.topics["/diagnostics"].message_count >= 2
-    assert s.topics["/episode/events"].message_count == 2
+    kinds = [m.message.kind for m in iter_messages(s.path, ["/episode/events"])]
+    assert kinds[0] == "start" and kinds[-1] == "stop" and kinds.count("start") == 1
+    # Anything between is a camera health event (a loaded machine may miss a frame).
+    assert set(kinds[1:-1]) <= {
+        "frames_missing",
+        "camera_stopped",
+        "camera_resumed",
+        "camera_frozen",
+        "camera_unfrozen",
+    }
 
 
 def test_provenance_quality_and_rig_attachment(session: Path):
