@@ -9,13 +9,13 @@ was expected.
 from __future__ import annotations
 
 import hashlib
-import tomllib
 from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from rigs.config_file import parse_toml
 from rigs.dynamixel.control_table import MODELS
 
 
@@ -241,27 +241,9 @@ def preset_names() -> list[str]:
     return sorted(p.name.removesuffix(".toml") for p in files.iterdir() if p.name.endswith(".toml"))
 
 
-def _format_loc(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
 def parse_rig(text: str, source: str) -> LoadedRig:
     """Validate TOML text; ``source`` names it in error messages."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise RigSpecError(f"{source}: not valid TOML ({exc}); fix the syntax") from None
-    try:
-        spec = RigSpec.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        field = _format_loc(err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        extra = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
-        raise RigSpecError(f"{source}: field '{field}': {msg}{extra}") from None
+    spec = parse_toml(text, RigSpec, source, RigSpecError)
     return LoadedRig(spec=spec, source=source, toml_text=text)
 
 

@@ -14,11 +14,11 @@ file, the entry and the fix.
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from rigs.config_file import load_toml
 from teleop.errors import TeleopError
 
 OPERATORS_FILE = "operators.toml"
@@ -60,13 +60,6 @@ class _OperatorsFile(BaseModel):
     operators: list[Operator] = Field(min_length=1)
 
 
-def _first_error(path: Path, exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
-    msg = err["msg"].removeprefix("Value error, ")
-    return f"{path}: field '{loc or '(top level)'}': {msg}"
-
-
 def load_operators(data_root: Path) -> list[Operator]:
     """The operators listed in ``<data_root>/operators.toml``, in file order."""
     path = Path(data_root) / OPERATORS_FILE
@@ -75,16 +68,7 @@ def load_operators(data_root: Path) -> list[Operator]:
             f"{path}: no operator list; ask your lab lead to create it with one "
             f'[[operators]] table per person (id = "op7", name = "Ada Lovelace")'
         )
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise OperatorsFileError(f"{path}: cannot read it ({exc})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise OperatorsFileError(f"{path}: not valid TOML ({exc}); fix the syntax") from None
-    try:
-        parsed = _OperatorsFile.model_validate(data)
-    except ValidationError as exc:
-        raise OperatorsFileError(_first_error(path, exc)) from None
+    parsed = load_toml(path, _OperatorsFile, OperatorsFileError)
     seen: set[str] = set()
     for op in parsed.operators:
         if op.id in seen:

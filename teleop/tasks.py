@@ -15,11 +15,11 @@ Problems are one-line :class:`TasksFileError` messages naming the file, the entr
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from rigs.config_file import load_toml
 from teleop.errors import TeleopError
 
 TASKS_FILE = "tasks.toml"
@@ -61,13 +61,6 @@ class _TasksFile(BaseModel):
     tasks: list[Task] = Field(min_length=1)
 
 
-def _first_error(path: Path, exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
-    msg = err["msg"].removeprefix("Value error, ")
-    return f"{path}: field '{loc or '(top level)'}': {msg}"
-
-
 def load_tasks(data_root: Path) -> list[Task]:
     """The tasks listed in ``<data_root>/tasks.toml``, in file order."""
     path = Path(data_root) / TASKS_FILE
@@ -76,16 +69,7 @@ def load_tasks(data_root: Path) -> list[Task]:
             f"{path}: no task list; ask your lab lead to create it with one [[tasks]] table "
             "per task (name, target_episodes, episode_s, reset_s)"
         )
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TasksFileError(f"{path}: cannot read it ({exc})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise TasksFileError(f"{path}: not valid TOML ({exc}); fix the syntax") from None
-    try:
-        parsed = _TasksFile.model_validate(data)
-    except ValidationError as exc:
-        raise TasksFileError(_first_error(path, exc)) from None
+    parsed = load_toml(path, _TasksFile, TasksFileError)
     seen: set[str] = set()
     for task in parsed.tasks:
         if task.name in seen:

@@ -1,0 +1,51 @@
+"""TOML files validated by pydantic, with one-line errors naming the file, field and problem.
+
+Rig files, and the lab's operators.toml and tasks.toml, all load this way.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def field_path(loc: tuple) -> str:
+    """``arms[0].joints[2].id`` from a pydantic error location."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def first_error(source: str, exc: ValidationError) -> str:
+    """The first validation problem as ``source: field 'x': message (and N more problems)``."""
+    err = exc.errors()[0]
+    msg = err["msg"].removeprefix("Value error, ")
+    extra = f" (and {exc.error_count() - 1} more problems)" if exc.error_count() > 1 else ""
+    return f"{source}: field '{field_path(err['loc'])}': {msg}{extra}"
+
+
+def parse_toml(text: str, model: type[M], source: str, error: type[Exception]) -> M:
+    """Validate TOML ``text`` as ``model``; problems raise ``error`` with one line."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{source}: not valid TOML ({exc}); fix the syntax") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise error(first_error(source, exc)) from None
+
+
+def load_toml(path: Path, model: type[M], error: type[Exception]) -> M:
+    """Read and validate a TOML file (the caller checks that it exists, with its own advice)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: cannot read it ({exc})") from None
+    return parse_toml(text, model, str(path), error)
