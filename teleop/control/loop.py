@@ -74,7 +74,7 @@ class ControlLoop(Worker):
         sink: Callable[[ControlSample], None],
         on_fault: Callable[[BusError], None] | None = None,
         *,
-        fault_hold_s: float = 0.02,
+        fault_hold_s: float = 0.01,
     ):
         super().__init__("control")
         if not 1.0 <= rate_hz <= 1000.0:
