@@ -40,3 +40,31 @@ def calibrated_root(sim_calibration: Path) -> Callable[[Path], Path]:
         return data_root
 
     return make
+
+
+@pytest.fixture(scope="session")
+def recorded_root(tmp_path_factory: pytest.TempPathFactory, sim_calibration: Path) -> Path:
+    """A data root with two recorded sessions on the virtual rig, shared by every test that
+    only reads recordings (replay, catalog, labels, exports). Do not modify it: copy it
+    (``shutil.copytree``) first.
+
+    - ``op7`` / ``pick_place``: 2 episodes of 3 s at 50 Hz;
+    - ``op9`` / ``fold_towel``: 1 episode of 2 s at 50 Hz.
+    """
+    import contextlib
+
+    from teleop.record_command import run_record
+
+    root = tmp_path_factory.mktemp("recorded")
+    shutil.copytree(sim_calibration / CALIBRATION_DIR, root / CALIBRATION_DIR)
+    for operator, task, episodes, seconds in (("op7", "pick_place", 2, 3.0), ("op9", "fold_towel", 1, 2.0)):
+        with contextlib.redirect_stdout(io.StringIO()):
+            run_record(
+                rig="sim-bimanual",
+                operator=operator,
+                task=task,
+                episodes=episodes,
+                seconds=seconds,
+                data_dir=str(root),
+            )
+    return root
