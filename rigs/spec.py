@@ -172,6 +172,11 @@ class RigSpec(_Strict):
 
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
     description: str = ""
+    embodiment: str = Field(
+        default="",
+        pattern=r"^[a-z0-9_-]*$",
+        description="robot type shared by rigs of one kind, e.g. 'aloha'; queries select by it",
+    )
     virtual: bool = Field(default=False, description="served by the virtual rig, no hardware")
     untested_on_hardware: bool = False
     control_rate_hz: float = Field(default=50.0, ge=1.0, le=1000.0)

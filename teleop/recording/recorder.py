@@ -237,6 +237,7 @@ class Recorder:
             "operator": m["operator"],
             "task": m["task"],
             "rig_id": spec.id,
+            "embodiment": spec.embodiment or spec.id,
             "rig_source": loaded.source,
             "rig_sha256": loaded.sha256,
             "rig_virtual": str(spec.virtual).lower(),
