@@ -152,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     cameras_command.add_parser(sub)
     calibration_command.add_parser(sub)
     doctor.add_parser(sub)
+    from teleop import catalog_command
+
+    catalog_command.add_parser(sub)
 
     b = sub.add_parser("bench", help="benchmarks that print figures")
     bsub = b.add_subparsers(dest="bench", required=True, metavar="BENCH")
@@ -184,6 +187,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return int(args.func(args))
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("teleop: interrupted", file=sys.stderr)
         return 130

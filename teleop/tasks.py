@@ -7,6 +7,7 @@ description = "Pick the cube, place it in the bowl"
 target_episodes = 50                # the operator's counter counts kept episodes up to this
 episode_s = 20                      # an episode stops by itself after this long
 reset_s = 5                         # time to reset the scene before the next episode
+failure_reasons = ["dropped cube", "missed bowl"]   # optional: what QA reviewers pick from
 ```
 
 Problems are one-line :class:`TasksFileError` messages naming the file, the entry and the fix.
@@ -46,6 +47,9 @@ class Task(BaseModel):
     target_episodes: int = Field(gt=0, le=100_000)
     episode_s: float = Field(gt=0, le=3600)
     reset_s: float = Field(default=0.0, ge=0, le=600)
+    failure_reasons: tuple[str, ...] = Field(
+        default=(), description="reasons a QA reviewer picks from for a failure label"
+    )
 
     @field_validator("name")
     @classmethod
