@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from teleop.errors import TeleopError
+from teleop.session import fsync_dir
 
 Progress = Callable[[int, int, str], None]
 """``progress(done, total, what)``: units done of total (bytes or frames), and what is being
@@ -73,11 +74,7 @@ def atomic_output(final: Path, *, directory: bool, overwrite: bool = False) -> I
         if final.exists():
             _remove(final)
         os.replace(tmp, final)
-        fd = os.open(parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(parent)
     except BaseException:
         _remove(tmp)
         raise
