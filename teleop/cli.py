@@ -152,9 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     cameras_command.add_parser(sub)
     calibration_command.add_parser(sub)
     doctor.add_parser(sub)
-    from teleop import catalog_command
+    from teleop import catalog_command, export_command
 
     catalog_command.add_parser(sub)
+    export_command.add_parser(sub)
 
     b = sub.add_parser("bench", help="benchmarks that print figures")
     bsub = b.add_subparsers(dest="bench", required=True, metavar="BENCH")
