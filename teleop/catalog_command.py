@@ -120,7 +120,8 @@ def _label(args: argparse.Namespace) -> int:
         notes=args.notes or "",
         tags=args.tag or (),
         marks=[_parse_mark(m) for m in args.mark or ()],
-        allowed_reasons=labels.failure_reasons(root, task) if task else None,
+        # The session's own data root (it may differ from --data-dir when a file is given).
+        allowed_reasons=labels.failure_reasons(session_dir.parent, task) if task else None,
     )
     was = (
         f" (was {event.previous_label} by {event.previous_reviewer})"
