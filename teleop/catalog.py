@@ -25,13 +25,13 @@ from typing import Any
 
 from teleop.episode.reader import EpisodeReadError, summarize
 from teleop.errors import TeleopError
-from teleop.labels import LABELS_FILE, read_labels
+from teleop.labels import LABELS_FILE, episode_key, read_labels
 from teleop.session import SESSION_FILE
 
 log = logging.getLogger(__name__)
 
 CATALOG_FILE = "catalog.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 # A query clause that runs longer than this many sqlite VM steps is stopped (a runaway
 # recursive expression must not hang the app).
 _MAX_QUERY_STEPS = 50_000_000
@@ -263,7 +263,7 @@ def _index_session(conn: sqlite3.Connection, session_dir: Path, stamp: str) -> N
         conn.execute("INSERT INTO problems VALUES(?, ?)", (session, str(problem)))
     by_file: dict[str, list[Any]] = {}
     for seq, e in enumerate(labels.events):
-        by_file.setdefault(e.episode, []).append(e)
+        by_file.setdefault(episode_key(e.episode), []).append(e)
         conn.execute(
             "INSERT OR IGNORE INTO labels VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
@@ -289,7 +289,7 @@ def _index_session(conn: sqlite3.Connection, session_dir: Path, stamp: str) -> N
         path = session_dir / str(entry.get("file", ""))
         if not path.is_file():
             continue
-        row = _episode_row(session, manifest, entry, path, by_file.get(path.name, []))
+        row = _episode_row(session, manifest, entry, path, by_file.get(episode_key(path.name), []))
         if row["read_error"]:
             conn.execute("INSERT INTO problems VALUES(?, ?)", (session, row["read_error"]))
         conn.execute(

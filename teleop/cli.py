@@ -51,8 +51,10 @@ def _inspect(args: argparse.Namespace) -> int:
 
 def _recover(args: argparse.Namespace) -> int:
     from teleop.episode.recover import recover
+    from teleop.session import register_recovered
 
     r = recover(Path(args.file), Path(args.output) if args.output else None)
+    register_recovered(r.source, r.output, duration_s=r.duration_s, stopped_at=r.stopped_at)
     print(
         f"recovered {r.messages} messages ({r.duration_s:.1f} s, {r.chunks_kept} chunks; "
         f"{r.chunks_damaged} damaged) from {r.source} into {r.output}; reading stopped at: {r.stopped_at}"

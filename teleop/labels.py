@@ -119,22 +119,29 @@ class LabelLog:
     problems: tuple[LineProblem, ...]
 
     def for_episode(self, episode: str) -> list[LabelEvent]:
-        """The episode's label history, oldest first."""
-        return [e for e in self.events if e.episode == episode]
+        """The episode's label history, oldest first (``episode``: any of its file names)."""
+        key = episode_key(episode)
+        return [e for e in self.events if episode_key(e.episode) == key]
 
     def latest(self) -> dict[str, LabelEvent]:
-        """Episode file name → its latest label event (any reviewer)."""
+        """Episode key (:func:`episode_key`) → its latest label event (any reviewer)."""
         out: dict[str, LabelEvent] = {}
         for e in self.events:
-            out[e.episode] = e
+            out[episode_key(e.episode)] = e
         return out
 
     def latest_by_reviewer(self) -> dict[str, dict[str, LabelEvent]]:
-        """Episode file name → reviewer → that reviewer's latest label event."""
+        """Episode key (:func:`episode_key`) → reviewer → that reviewer's latest label event."""
         out: dict[str, dict[str, LabelEvent]] = {}
         for e in self.events:
-            out.setdefault(e.episode, {})[e.reviewer] = e
+            out.setdefault(episode_key(e.episode), {})[e.reviewer] = e
         return out
+
+
+def episode_key(file_name: str) -> str:
+    """``episode_0003`` for ``episode_0003.mcap`` and its recovered copies: labels follow the
+    episode, not one file of it."""
+    return Path(file_name).name.split(".")[0]
 
 
 def labels_path(session_dir: Path) -> Path:
@@ -213,12 +220,12 @@ def append_label(
     path = labels_path(session_dir)
     with _locked_append(path) as fd:
         log = read_labels(session_dir)
-        previous = log.latest().get(episode)
+        previous = log.latest().get(episode_key(episode))
         try:
             event = LabelEvent(
                 event_id=uuid.uuid4().hex,
                 episode=episode,
-                episode_id=f"{session_dir.name}/{Path(episode).name.split('.')[0]}",
+                episode_id=f"{session_dir.name}/{episode_key(episode)}",
                 reviewer=reviewer.strip(),
                 time_utc=_now_utc(),
                 app_version=__version__,
@@ -272,6 +279,7 @@ class Disagreement:
 
     session_id: str
     episode: str
+    """the episode's key, e.g. ``episode_0003``"""
     labels: dict[str, str]
     """reviewer → latest label"""
 

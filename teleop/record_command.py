@@ -110,22 +110,9 @@ def recover_unfinished(session: Session) -> list[Path]:
     done = []
     for partial in session.unfinished():
         report = recover(partial)
-        index = int(partial.name.split("_")[1].split(".")[0])
-        entry = {
-            "index": index,
-            "file": report.output.name,
-            "status": "recovered",
-            "recovered_from": partial.name,
-            "duration_s": round(report.duration_s, 3),
-            "quality": {
-                "flags": [f"recovered: the recording ended abnormally ({report.stopped_at})"]
-            },
-        }
-        try:
-            session.entry(index).update(entry)
-            session.save()
-        except KeyError:
-            session.add_episode(entry)
+        session.register_recovered(
+            partial, report.output, duration_s=report.duration_s, stopped_at=report.stopped_at
+        )
         partial.unlink()  # its content now lives, complete, in the recovered file
         done.append(report.output)
     return done

@@ -187,6 +187,29 @@ class Session:
             p for p in self.root.glob("episode_*.mcap.partial") if p.name not in recovered
         )
 
+    def register_recovered(
+        self, source: Path, output: Path, *, duration_s: float, stopped_at: str
+    ) -> None:
+        """List ``output``, rebuilt from ``source`` by ``teleop recover``, as the episode's
+        file with status ``recovered`` (its labels follow: they key on the episode number)."""
+        m = _EPISODE_NAME.match(Path(source).name)
+        if m is None or Path(output).parent.resolve() != self.root.resolve():
+            return
+        index = int(m.group(1))
+        entry = {
+            "index": index,
+            "file": Path(output).name,
+            "status": "recovered",
+            "recovered_from": Path(source).name,
+            "duration_s": round(duration_s, 3),
+            "quality": {"flags": [f"recovered: the recording ended abnormally ({stopped_at})"]},
+        }
+        try:
+            self.entry(index).update(entry)
+            self.save()
+        except KeyError:
+            self.add_episode(entry)
+
     def close(self, closed_utc: str) -> None:
         """Mark the session closed; discarded episodes are deleted now, as promised."""
         for e in self.episodes:
@@ -199,6 +222,18 @@ class Session:
             (self.root / DISCARDED_DIR).rmdir()
         self.manifest["closed_utc"] = closed_utc
         self.save()
+
+
+def register_recovered(source: Path, output: Path, *, duration_s: float, stopped_at: str) -> None:
+    """If ``source`` lies in a session folder, list its recovered copy in session.json."""
+    root = Path(source).resolve().parent
+    if not (root / SESSION_FILE).is_file():
+        return
+    try:
+        session = Session.open(root)
+    except DataRootError:
+        return
+    session.register_recovered(source, output, duration_s=duration_s, stopped_at=stopped_at)
 
 
 def find_unfinished(data_root: Path) -> list[Path]:

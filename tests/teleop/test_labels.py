@@ -151,7 +151,7 @@ def test_disagreements_list_episodes_whose_reviewers_differ(root: Path):
             session_dir, episode=f"episode_{episode:04d}.mcap", reviewer=reviewer, label=lab
         )
     (found,) = disagreements([session_dir])
-    assert (found.session_id, found.episode) == (SESSION, "episode_0001.mcap")
+    assert (found.session_id, found.episode) == (SESSION, "episode_0001")
     assert found.labels == {"qa1": "success", "qa2": "failure"}
     # qa1 comes round to qa2's view: no longer a disagreement.
     append_label(session_dir, episode="episode_0001.mcap", reviewer="qa1", label="failure")
@@ -251,7 +251,7 @@ def test_cli_label_history_and_disagreements(root: Path, capsys):
     assert json.loads(out) == [
         {
             "session_id": SESSION,
-            "episode": "episode_0001.mcap",
+            "episode": "episode_0001",
             "labels": {"qa1": "failure", "qa2": "success"},
         }
     ]
