@@ -3,7 +3,8 @@
 ``<data-root>/catalog.sqlite`` is only an index. The files are the truth: session.json,
 each episode's MCAP metadata (read from its summary, never its chunks) and labels.jsonl.
 :func:`rebuild` recreates the index from them; :func:`refresh` (called before every query)
-re-reads only the sessions whose session.json or labels.jsonl changed since they were indexed.
+re-reads only the sessions whose session.json, labels.jsonl or episode files changed since
+they were indexed.
 
 Queries take a user's SQL ``WHERE`` clause over the ``episodes`` table, e.g.
 ``task = 'fold_towel' AND label = 'success' AND operator = 'op7'``. The clause runs on a
@@ -31,7 +32,7 @@ from teleop.session import SESSION_FILE
 log = logging.getLogger(__name__)
 
 CATALOG_FILE = "catalog.sqlite"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # A query clause that runs longer than this many sqlite VM steps is stopped (a runaway
 # recursive expression must not hang the app).
 _MAX_QUERY_STEPS = 50_000_000
@@ -189,12 +190,13 @@ def _statements() -> Iterator[str]:
 
 
 def _stamp(session_dir: Path) -> str:
-    """Changes whenever session.json or labels.jsonl changes (mtime and size)."""
+    """Changes whenever session.json, labels.jsonl or an episode file changes (mtime, size)."""
     parts = []
-    for name in (SESSION_FILE, LABELS_FILE):
+    names = [SESSION_FILE, LABELS_FILE] + sorted(p.name for p in session_dir.glob("*.mcap*"))
+    for name in names:
         try:
             st = (session_dir / name).stat()
-            parts.append(f"{st.st_mtime_ns}:{st.st_size}")
+            parts.append(f"{name}:{st.st_mtime_ns}:{st.st_size}")
         except FileNotFoundError:
             parts.append("-")
     return "/".join(parts)
@@ -313,7 +315,7 @@ def _episode_row(
             # session.json has no quality for this episode (e.g. recovered): the file's own
             with contextlib.suppress(ValueError, TypeError):
                 flags = [str(f) for f in json.loads(qmeta["flags"])]
-        duration_s = entry.get("duration_s") or summary.duration_s
+        duration_s = summary.duration_s  # the file's own span, as replay shows it
     except EpisodeReadError as exc:
         read_error = str(exc)
         duration_s = entry.get("duration_s")

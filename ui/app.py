@@ -1,11 +1,12 @@
-"""``teleop-gui``: the operator's app.
+"""``teleop-gui``: the operator's app, and with ``--review`` the QA reviewer's.
 
-Screens in one window (a QStackedWidget): sign-in → pre-flight → record, and the sessions
-overview. The engine (``teleop``) does the work; every call that touches a device or a disk
-runs on one engine thread (:class:`ui.worker.EngineWorker`) and reports back as a queued
+Screens in one window (a QStackedWidget): sign-in → pre-flight → record for the operator;
+the sessions browser → Review / Export for QA (:mod:`ui.qa`), reachable from the operator's
+screens too. The engine (``teleop``) does the work; every call that touches a device or a
+disk runs on an engine thread (:class:`ui.worker.EngineWorker`) and reports back as a queued
 signal, so the window never freezes.
 
-``teleop-gui --screenshot PNG`` renders the sessions overview; ``--screenshots DIR`` drives
+``teleop-gui --screenshot PNG`` renders the sessions browser; ``--screenshots DIR`` drives
 every screen live on the virtual rig and saves one PNG per screen.
 """
 
@@ -31,15 +32,17 @@ from teleop.operators import OPERATORS_FILE
 from teleop.session import Session, resolve_data_root
 from teleop.tasks import TASKS_FILE
 from teleop.user_errors import describe
+from ui.export import HoldingRelay, ProgressRelay
 from ui.keys import ACTIONS, Keymap, KeymapError
 from ui.preflight import PreflightScreen
+from ui.qa import QaScreens
 from ui.record import RecordScreen
-from ui.sessions import SessionsView, SessionsWindow, load_sessions
+from ui.sessions import SessionsWindow
 from ui.signin import SignInScreen
 from ui.station import SignIn, Station
 from ui.worker import EngineWorker
 
-__all__ = ["MainWindow", "SessionsWindow", "load_sessions", "main"]
+__all__ = ["MainWindow", "ReviewerWindow", "SessionsWindow", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,7 @@ class MainWindow(QMainWindow):
         countdown_s: float = 0.0,
         sound: bool = True,
         pedal: SerialPedal | None = None,
+        export_relay: ProgressRelay | None = None,
     ):
         super().__init__()
         self.data_root = data_root
@@ -78,11 +82,10 @@ class MainWindow(QMainWindow):
         self.pedal = pedal
         if pedal is not None:
             pedal.on_action = self.record.action_requested.emit
-        self.sessions = SessionsView(data_root)
-        self.sessions.back.show()
         self.stack = QStackedWidget()
-        for screen in (self.signin, self.preflight, self.record, self.sessions):
+        for screen in (self.signin, self.preflight, self.record):
             self.stack.addWidget(screen)
+        self.qa = QaScreens(data_root, self.stack, export_relay=export_relay, parent=self)
         self.setCentralWidget(self.stack)
         self._sessions_return = self.signin
         self.last_closed: Session | None = None
@@ -95,9 +98,7 @@ class MainWindow(QMainWindow):
         self.preflight.record.connect(self.start_session)
         self.record.end_session.connect(self.end_session)
         self.record.show_sessions.connect(self.open_sessions)
-        self.sessions.back.clicked.connect(
-            lambda: self.stack.setCurrentWidget(self._sessions_return)
-        )
+        self.qa.left.connect(lambda: self.stack.setCurrentWidget(self._sessions_return))
         self.resize(1400, 900)
 
     # -- navigation -------------------------------------------------------------------------
@@ -150,7 +151,6 @@ class MainWindow(QMainWindow):
         def done(session: Session | None) -> None:
             self.record.detach()
             self.last_closed = session
-            self.sessions.refresh()
             self.stack.setCurrentWidget(self.signin)
             if session is not None:
                 kept = sum(e.get("status") == "kept" for e in session.episodes)
@@ -165,9 +165,9 @@ class MainWindow(QMainWindow):
         self.stack.setCurrentWidget(self.signin)
 
     def open_sessions(self) -> None:
+        """The sessions browser; its Back returns to the screen it was opened from."""
         self._sessions_return = self.stack.currentWidget()
-        self.sessions.refresh()
-        self.stack.setCurrentWidget(self.sessions)
+        self.qa.open_browser()
 
     def shutdown(self, timeout_s: float = 30.0) -> None:
         """Close session and rig (waits for the engine thread: the app is exiting)."""
@@ -177,6 +177,7 @@ class MainWindow(QMainWindow):
         self.record.detach()
         if self.pedal is not None:
             self.pedal.close()
+        self.qa.shutdown()
         future = self.worker.submit(self.station.close)
         try:
             future.result(timeout=timeout_s)
@@ -186,6 +187,40 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt's name)
         self.shutdown()
+        super().closeEvent(event)
+
+
+class ReviewerWindow(QMainWindow):
+    """``teleop-gui --review``: the QA reviewer's window, straight into the sessions browser.
+
+    Without ``reviewer`` it first asks who reviews; the browser's Back switches reviewer.
+    """
+
+    def __init__(
+        self,
+        data_root: Path,
+        *,
+        reviewer: str | None = None,
+        export_relay: ProgressRelay | None = None,
+    ):
+        super().__init__()
+        self.data_root = data_root
+        self.setWindowTitle(f"teleop — review: {data_root}")
+        self.stack = QStackedWidget()
+        self.setCentralWidget(self.stack)
+        self.qa = QaScreens(
+            data_root, self.stack, reviewer=reviewer, export_relay=export_relay, parent=self
+        )
+        self.qa.left.connect(self.qa.ask_reviewer)
+        self.qa.browser.back_button.setText("Switch reviewer")
+        if reviewer is None:
+            self.qa.ask_reviewer()
+        else:
+            self.qa.open_browser()
+        self.resize(1400, 900)
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 (Qt's name)
+        self.qa.shutdown()
         super().closeEvent(event)
 
 
@@ -238,9 +273,13 @@ def screenshot_root(data_dir: str | None, rig: str) -> tuple[Path, bool]:
         ):
             return root, False
     root = Path(tempfile.mkdtemp(prefix=SCREENSHOT_PREFIX))
-    run_calibrate(
-        rig, all_targets=True, yes=True, operator="op7", data_dir=str(root), out=io.StringIO()
-    )
+    try:
+        run_calibrate(
+            rig, all_targets=True, yes=True, operator="op7", data_dir=str(root), out=io.StringIO()
+        )
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)  # the caller never got it to remove
+        raise
     (root / OPERATORS_FILE).write_text(SCREENSHOT_OPERATORS, encoding="utf-8")
     (root / TASKS_FILE).write_text(SCREENSHOT_TASKS, encoding="utf-8")
     return root, True
@@ -255,7 +294,8 @@ def take_screenshots(out_dir: Path, data_root: Path, rig: str, keymap: Keymap) -
     app = QApplication.instance() or QApplication(sys.argv[:1])
     assert isinstance(app, QApplication)
     out_dir.mkdir(parents=True, exist_ok=True)
-    w = MainWindow(data_root, rig=rig, keymap=keymap, min_free_gb=0.5)
+    relay = HoldingRelay(hold_at=0.4)  # holds the export for its mid-progress shot
+    w = MainWindow(data_root, rig=rig, keymap=keymap, min_free_gb=0.5, export_relay=relay)
     w.show()
     shots: list[Path] = []
 
@@ -317,11 +357,53 @@ def take_screenshots(out_dir: Path, data_root: Path, rig: str, keymap: Keymap) -
         w.end_session()
         wait_until(app, lambda: w.stack.currentWidget() is w.signin, 60, "the session to close")
         w.open_sessions()
+        wait_until(app, lambda: not w.qa.browser.loading, 60, "the catalog")
         shot("8-sessions")
+        qa_screenshots(app, w.qa, relay, shot)
     finally:
         w.shutdown()
         w.close()
     return shots
+
+
+def qa_screenshots(
+    app: QApplication, qa: QaScreens, relay: HoldingRelay, shot: Callable[[str], None]
+) -> None:
+    """Shoot the browser with filters, the Review screen, and an export mid-way and done
+    (written to a temporary folder, removed after)."""
+    browser = qa.browser
+    browser.search.setText("fault")  # the episode the injected bus fault stopped
+    browser.label.setCurrentText("unlabelled")
+    browser.flagged.setChecked(True)
+    browser.sql.setText("duration_s > 0.5 AND task = 'pick_place'")
+    browser.reload()
+    wait_until(app, lambda: not browser.loading, 60, "the catalog query")
+    browser.table.selectRow(0)
+    shot("9-sessions-filtered")
+    for reset in (browser.search.clear, browser.sql.clear):
+        reset()
+    browser.label.setCurrentText("any")
+    browser.flagged.setChecked(False)
+    browser.reload()
+    wait_until(app, lambda: not browser.loading, 60, "the catalog query")
+    rows = browser.shown_rows()
+    qa.reviewer = "qa1"
+    qa.open_review(rows, 0)
+    pump(app, 2.0)  # the replay opens the file and draws its first frames
+    shot("10-review")
+    browser.table.selectAll()
+    qa.open_export(browser.selected_rows(), rows, "")
+    out_dir = Path(tempfile.mkdtemp(prefix=SCREENSHOT_PREFIX))
+    try:
+        qa.export.out.setText(str(out_dir / "bundle-pick_place"))
+        qa.export.start()
+        wait_until(app, relay.held.is_set, 60, "the export to get under way")
+        shot("11-export-progress")
+        relay.release()
+        wait_until(app, lambda: not qa.export.running, 120, "the export to finish")
+        shot("12-export-done")
+    finally:
+        shutil.rmtree(out_dir, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -339,7 +421,13 @@ def main(argv: list[str] | None = None) -> int:
         "e.g. --key start_stop=Space,F13 (defaults: Space, K, D, R)",
     )
     p.add_argument(
-        "--screenshot", metavar="PNG", help="render the sessions overview to PNG and exit"
+        "--review",
+        action="store_true",
+        help="QA reviewer mode: open the sessions browser (review, label, export), no recording",
+    )
+    p.add_argument("--reviewer", metavar="ID", help="with --review: the reviewer id (else asked)")
+    p.add_argument(
+        "--screenshot", metavar="PNG", help="render the sessions browser to PNG and exit"
     )
     p.add_argument(
         "--screenshots",
@@ -375,6 +463,10 @@ def main(argv: list[str] | None = None) -> int:
         p.error(str(exc))
     if args.countdown < 0:
         p.error("--countdown: give 0 or more seconds")
+    if args.reviewer is not None and not args.reviewer.strip():
+        p.error("--reviewer: give a non-empty id, e.g. --reviewer qa1")
+    if args.reviewer and not args.review:
+        p.error("--reviewer goes with --review")
     pedal = None
     if args.serial_pedal:
         try:
@@ -393,9 +485,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.screenshot:
         window = SessionsWindow(resolve_data_root(args.data_dir))
         window.show()
-        app.processEvents()
+        wait_until(app, lambda: not window.view.loading, 60, "the catalog")
+        pump(app, 0.1)
         window.grab().save(args.screenshot)
+        window.view.worker.shutdown()
         return 0
+    if args.review:
+        reviewer_window = ReviewerWindow(
+            resolve_data_root(args.data_dir),
+            reviewer=args.reviewer.strip() if args.reviewer else None,
+        )
+        reviewer_window.show()
+        return app.exec()
     if args.screenshots:
         rig = args.rig or "sim-bimanual"
         root, made = None, False

@@ -269,6 +269,26 @@ def read_attachment(path: Path, name: str) -> bytes:
     raise KeyError(f"{path}: no attachment named {name!r}")
 
 
+def open_checked(path: Path) -> tuple[IO[bytes], SeekingReader, Summary]:
+    """Open ``path`` for random access after checking it is a complete, indexed episode.
+
+    For readers that keep the file open and seek into it (replay): the summary, chunk
+    indexes and message-index offsets come back, nothing else is read. The caller closes
+    the returned file.
+
+    Raises:
+        EpisodeReadError: the file is missing, not MCAP, truncated, or has no summary.
+    """
+    path = Path(path)
+    f = _open(path)
+    try:
+        reader, summary = _checked_reader(path, f)
+    except BaseException:
+        f.close()
+        raise
+    return f, reader, summary
+
+
 # -- internals -------------------------------------------------------------------------------
 
 

@@ -139,9 +139,10 @@ def test_screenshots_option_renders_every_screen_live(qtbot, tmp_path, calibrate
     assert main(["--data-dir", str(root), "--screenshots", str(out)]) == 0
     names = sorted(p.name for p in out.glob("*.png"))
     assert names == [
-        "1-sign-in.png", "2-preflight.png", "3-record-ready.png", "4-record-recording.png",
+        "1-sign-in.png", "10-review.png", "11-export-progress.png", "12-export-done.png",
+        "2-preflight.png", "3-record-ready.png", "4-record-recording.png",
         "5-record-keep-or-discard.png", "6-record-reset.png", "7-record-fault.png",
-        "8-sessions.png",
+        "8-sessions.png", "9-sessions-filtered.png",
     ]  # fmt: skip
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in out.glob("*.png"))
     assert root.exists()  # the operator's data root is used, never removed
