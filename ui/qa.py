@@ -179,6 +179,7 @@ class QaScreens(QObject):
             return self.review
         if self.review is not None:
             self.stack.removeWidget(self.review)
+            self.review.shutdown()  # its player and label threads
             self.review.deleteLater()
         # Imported when first used: the replay stack (video decoding, plots) is heavy and the
         # operator's recording screens never need it.
@@ -210,5 +211,7 @@ class QaScreens(QObject):
     def shutdown(self) -> None:
         """Stop a running export (its partial output is removed) and the screens' threads."""
         self.export.cancel()
+        if self.review is not None:
+            self.review.shutdown()
         for worker in (self.browser.worker, self.export.worker):
             worker.shutdown(wait=False)

@@ -42,6 +42,7 @@ from teleop.episode.reader import EpisodeReadError
 from teleop.episode.recover import recover
 from teleop.errors import TeleopError
 from teleop.playback import SPEEDS, EpisodeReader, Frame, JointSeries, Mark, Player, Snapshot
+from teleop.session import register_recovered
 from ui.record import frame_to_pixmap
 from ui.style import AMBER, GREEN, GREY, RED, WARN_BANNER_STYLE
 
@@ -412,6 +413,8 @@ class ReplayView(QWidget):
         self.player.close()
         self.path = None
         for widget in [*self.tiles.values(), *self.plots.values()]:
+            # Hidden first: a parentless widget with a pending show pops up as a window.
+            widget.hide()
             widget.setParent(None)
             widget.deleteLater()
         self.tiles.clear()
@@ -650,7 +653,16 @@ def open_with_recovery(parent: QWidget | None, path: Path) -> Path | None:
     box.exec()
     if recover_button is None or box.clickedButton() is not recover_button:
         return None
-    result = _off_gui_thread(parent, f"Recovering {path.name}…", lambda: recover(path, None))
+
+    def recover_and_register() -> object:
+        report = recover(path, None)
+        # The copy takes the damaged file's place in session.json, so the catalog lists it.
+        register_recovered(
+            report.source, report.output, duration_s=report.duration_s, stopped_at=report.stopped_at
+        )
+        return report
+
+    result = _off_gui_thread(parent, f"Recovering {path.name}…", recover_and_register)
     if isinstance(result, BaseException):
         if not isinstance(result, (TeleopError, OSError)):
             log.error("recovery failed", exc_info=result)
