@@ -149,11 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("-o", "--output", help="output path (default: the name without .partial)")
     rc.set_defaults(func=_recover)
 
-    from teleop import calibration_command, cameras_command, doctor
+    from teleop import calibration_command, cameras_command, doctor, replay_command
 
     cameras_command.add_parser(sub)
     calibration_command.add_parser(sub)
     doctor.add_parser(sub)
+    replay_command.add_parser(sub)
     from teleop import catalog_command, export_command
 
     catalog_command.add_parser(sub)

@@ -1,17 +1,23 @@
-"""The control thread: read leaders and followers, map, clamp, write, hand the sample on.
+"""The control thread: read leaders and followers, ask the command source, clamp, write.
 
 Deadline-paced on the monotonic clock. Each cycle does one sync read per bus and one sync
 write per follower bus, then a non-blocking hand-off of the sample and a swap of ``latest``.
 It never waits on disk or UI. An overrun (a cycle that ends past the next deadline) is
 counted and the schedule skips ahead instead of bursting to catch up.
+
+What the followers are sent comes from a :class:`CommandSource`: the leaders through the
+calibration (:class:`LeaderFollowing`, teleoperation) or a recorded trajectory
+(``teleop.control.trajectory``, replay). Whatever the source, every command goes through the
+same safety clamps.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -50,10 +56,52 @@ class ControlSample:
     cycle: int
     start_ns: int
     period_ns: int  # start-to-start, sleep included (0 for the first cycle)
-    arms: dict[str, ArmSample]
+    arms: dict[str, ArmSample]  # the arms read this cycle (followers only, if not following)
     targets_rad: dict[str, np.ndarray]  # follower name -> mapped leader angles, before clamps
     commands_rad: dict[str, np.ndarray]  # follower name -> what was written
     command_ns: int
+
+
+class CommandSource(Protocol):
+    """Where the followers' targets come from, cycle by cycle (before the safety clamps)."""
+
+    uses_leaders: bool
+    """Whether the leaders are read each cycle (only the followers otherwise)."""
+
+    def targets(
+        self, cycle: int, start_ns: int, arms: Mapping[str, ArmSample]
+    ) -> dict[str, np.ndarray]:
+        """Per follower name, its target angles (bus radians) for this cycle.
+
+        ``start_ns`` is the cycle's monotonic start; ``arms`` is what this cycle read.
+        """
+        ...
+
+    def milestones(self) -> dict[str, int]:
+        """Named points reached so far, each with the cycle that reached it."""
+        ...
+
+
+class LeaderFollowing:
+    """Teleoperation: each follower goes where its leader's mapping sends it."""
+
+    uses_leaders = True
+
+    def __init__(self, mappings: Mapping[str, JointMapping]):
+        # Kept by reference: a mapping replaced in the dict applies from the next cycle.
+        self.mappings = mappings
+
+    def targets(
+        self, cycle: int, start_ns: int, arms: Mapping[str, ArmSample]
+    ) -> dict[str, np.ndarray]:
+        """The mapped leader angles of every follower."""
+        return {
+            name: m.map(arms[m.leader].reading.position_rad) for name, m in self.mappings.items()
+        }
+
+    def milestones(self) -> dict[str, int]:
+        """Following has no milestones: it runs until stopped."""
+        return {}
 
 
 @dataclass
@@ -63,7 +111,11 @@ class LoopStats:
 
 
 class ControlLoop(Worker):
-    """Runs the leader→follower loop on its own thread at ``rate_hz``."""
+    """Runs the control loop on its own thread at ``rate_hz``.
+
+    ``mappings`` (follower name -> mapping from its leader) give the clamps their calibrated
+    joint limits and, unless ``source`` says otherwise, the commands (leader following).
+    """
 
     def __init__(
         self,
@@ -74,6 +126,7 @@ class ControlLoop(Worker):
         sink: Callable[[ControlSample], None],
         on_fault: Callable[[BusError], None] | None = None,
         *,
+        source: CommandSource | None = None,
         fault_hold_s: float = 0.01,
     ):
         super().__init__("control")
@@ -82,6 +135,7 @@ class ControlLoop(Worker):
         self.rig = rig
         self.buses = buses
         self.mappings = mappings  # follower name -> mapping from its leader
+        self.source: CommandSource = source or LeaderFollowing(mappings)
         self.rate_hz = rate_hz
         self.period_ns = int(round(1e9 / rate_hz))
         self.sink = sink
@@ -95,8 +149,10 @@ class ControlLoop(Worker):
         self.latest: ControlSample | None = None
         self.fault: BusError | None = None
         self._previous: dict[str, np.ndarray] = {}
-        # Leaders first: followers are commanded from the freshest leader reading.
-        self._order = [a.name for a in rig.leaders] + [a.name for a in rig.followers]
+        # Leaders first: followers are commanded from the freshest leader reading. A source
+        # that does not use the leaders leaves them unread, so a leader fault cannot stop it.
+        leaders = [a.name for a in rig.leaders] if self.source.uses_leaders else []
+        self._order = leaders + [a.name for a in rig.followers]
 
     def step(self, cycle: int, start_ns: int, period_ns: int) -> ControlSample:
         """One cycle; public so tests can drive the loop without a thread."""
@@ -109,18 +165,16 @@ class ControlLoop(Worker):
                 raise ArmFault(name, self._roles[name], exc) from exc
             t1 = time.monotonic_ns()
             arms[name] = ArmSample(reading, (t0 + t1) // 2, t1)
-        targets: dict[str, np.ndarray] = {}
+        targets = self.source.targets(cycle, start_ns, arms)
         commands: dict[str, np.ndarray] = {}
         for follower in self.rig.followers:
-            mapping = self.mappings[follower.name]
-            target = mapping.map(arms[mapping.leader].reading.position_rad)
+            target = targets[follower.name]
             previous = self._previous.get(follower.name)
             if previous is None:
                 previous = arms[follower.name].reading.position_rad
             command = self.clamps[follower.name].apply(target, previous)
             self.buses[follower.name].write_goals(command)
             self._previous[follower.name] = command
-            targets[follower.name] = target
             commands[follower.name] = command
         return ControlSample(
             cycle, start_ns, period_ns, arms, targets, commands, time.monotonic_ns()

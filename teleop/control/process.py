@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing as mp
+import signal
 import threading
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -24,7 +25,7 @@ from rigs.dynamixel import bus as bus_mod
 from rigs.dynamixel.bus import BusError, MotorInfo, open_buses
 from rigs.realtime import raise_priority, settle_heap
 from rigs.spec import RigSpec
-from teleop.control.loop import ArmFault, ControlLoop, ControlSample
+from teleop.control.loop import ArmFault, CommandSource, ControlLoop, ControlSample
 from teleop.control.ring import LoopCounters, SampleRing
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,9 @@ def _child(
     conn: Connection,
     log_level: int,
 ) -> None:
+    # Ctrl-C reaches the whole process group: the app decides what happens (it stops the loop,
+    # the followers hold). If the app dies instead, the closed pipe stops the loop.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(level=log_level, format="%(levelname)s control: %(message)s")
     priority = raise_priority()
     spec = RigSpec.model_validate(spec_json)
@@ -85,27 +89,35 @@ def _child(
         return
     conn.send(("ready", hardware, motors, positions))
     # The app checks calibration and the start pose before anything moves: wait for "go",
-    # which brings the leader-to-follower mappings.
+    # which brings the leader-to-follower mappings and the command source (None: follow).
     try:
         msg = conn.recv()
         if msg[0] != "go":
             raise EOFError
         mappings: dict[str, JointMapping] = msg[1]
+        source: CommandSource | None = msg[2]
     except (EOFError, OSError):
         for b in buses.values():
             b.disconnect()
         ring.close()
         return
-    loop = ControlLoop(spec, buses, mappings, rate_hz, lambda s: ring.put(s, counters()))
+    loop = ControlLoop(
+        spec, buses, mappings, rate_hz, lambda s: ring.put(s, counters()), source=source
+    )
     settle_heap()
     loop.start()
     fault_sent = False
+    milestones_sent: set[str] = set()
     try:
         while True:
             if conn.poll(0.05):
                 msg = conn.recv()
                 if msg[0] == "stop":
                     break
+            for name, cycle in loop.source.milestones().items():
+                if name not in milestones_sent:
+                    conn.send(("milestone", name, cycle))
+                    milestones_sent.add(name)
             if loop.fault is not None and not fault_sent:
                 f = loop.fault
                 cause = f.cause if isinstance(f, ArmFault) else f
@@ -144,6 +156,8 @@ class ControlProcess:
         self.on_fault: Callable[[BusError], None] | None = None
         self.latest: ControlSample | None = None
         self.counters = LoopCounters(0, 0, 0, 0)
+        self.milestones: dict[str, int] = {}
+        """The command source's milestones as they arrive (name -> the cycle that reached it)."""
         self._ports = ports
         self._ring = SampleRing(spec, capacity=max(64, int(ring_seconds * rate_hz)), create=True)
         self._proc: Any = None
@@ -192,10 +206,11 @@ class ControlProcess:
             raise _rebuild_error(msg[1], msg[2])
         _, self.hardware, self.motors, self.initial_positions = msg
 
-    def go(self, mappings: dict[str, JointMapping]) -> None:
-        """Start the loop with these mappings: followers begin to follow their leaders."""
+    def go(self, mappings: dict[str, JointMapping], source: CommandSource | None = None) -> None:
+        """Start the loop: followers follow their leaders through ``mappings``, or take their
+        commands from ``source`` (pickled to the control process); clamps use ``mappings``."""
         assert self._conn is not None, "start() first"
-        self._conn.send(("go", mappings))
+        self._conn.send(("go", mappings, source))
         self._reader.start()
 
     def _read(self) -> None:
@@ -207,6 +222,8 @@ class ControlProcess:
                     if msg[0] == "fault":
                         _, kind, text, arm, role = msg
                         self._set_fault(ArmFault(arm, role, _rebuild_error(kind, text)))
+                    elif msg[0] == "milestone":
+                        self.milestones[msg[1]] = msg[2]
             except (EOFError, OSError):
                 if not self._stop.is_set():
                     self._set_fault(ControlProcessError("control process died; check the log"))

@@ -92,13 +92,17 @@ class SampleRing:
         floats = self._floats[slot]
         i, f = _I_FIXED, 0
         for arm, nj in zip(self.layout.arms, self.layout.joints, strict=True):
-            a = s.arms[arm]
-            ints[i : i + 3] = (a.stamp_ns, a.receipt_ns, int(a.reading.ok))
+            a = s.arms.get(arm)
+            if a is None:  # not read this cycle (replay reads only the followers)
+                ints[i : i + 3] = 0
+                floats[f : f + 3 * nj] = 0.0
+            else:
+                ints[i : i + 3] = (a.stamp_ns, a.receipt_ns, int(a.reading.ok))
+                r = a.reading
+                floats[f : f + nj] = r.position_rad
+                floats[f + nj : f + 2 * nj] = r.velocity_rad_s
+                floats[f + 2 * nj : f + 3 * nj] = r.current_ma
             i += 3
-            r = a.reading
-            floats[f : f + nj] = r.position_rad
-            floats[f + nj : f + 2 * nj] = r.velocity_rad_s
-            floats[f + 2 * nj : f + 3 * nj] = r.current_ma
             f += 3 * nj
         for name in self.layout.followers:
             nj = len(s.commands_rad[name])
@@ -127,13 +131,14 @@ class SampleRing:
         arms: dict[str, ArmSample] = {}
         i, f = _I_FIXED, 0
         for arm, nj in zip(self.layout.arms, self.layout.joints, strict=True):
-            reading = JointReading(
-                floats[f : f + nj],
-                floats[f + nj : f + 2 * nj],
-                floats[f + 2 * nj : f + 3 * nj],
-                bool(ints[i + 2]),
-            )
-            arms[arm] = ArmSample(reading, int(ints[i]), int(ints[i + 1]))
+            if ints[i + 1]:  # a receipt time of 0: the arm was not read this cycle
+                reading = JointReading(
+                    floats[f : f + nj],
+                    floats[f + nj : f + 2 * nj],
+                    floats[f + 2 * nj : f + 3 * nj],
+                    bool(ints[i + 2]),
+                )
+                arms[arm] = ArmSample(reading, int(ints[i]), int(ints[i + 1]))
             i += 3
             f += 3 * nj
         targets, commands = {}, {}
