@@ -2,7 +2,9 @@
 # Set up teleop on a fresh Debian machine (Python 3.11) and run it.
 #   bash setup.sh demo   install everything, calibrate and check the virtual rig, record two
 #                        episodes on it, inspect one
-#   bash setup.sh test   install everything, then lint, check layers and run the test suite
+#   bash setup.sh test   install everything (with a second venv holding LeRobot, to check
+#                        LeRobot exports with LeRobot itself), then lint, check layers and
+#                        run the test suite
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -41,6 +43,19 @@ install() {
   fi
 }
 
+lerobot_venv() {
+  # A second venv with LeRobot itself (it pins torch and more), so the tests can load a
+  # LeRobot export with LeRobot's own dataset class. Rebuilt only when its script changes.
+  local stamp=.venv-lerobot/.teleop-installed want
+  want=$(sha256sum tests/lerobot_venv.sh | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    rm -rf .venv-lerobot
+    bash tests/lerobot_venv.sh .venv-lerobot >/dev/null
+    echo "$want" > "$stamp"
+  fi
+  export TELEOP_LEROBOT_PYTHON="$PWD/.venv-lerobot/bin/python"
+}
+
 case "${1:-}" in
   demo)
     install
@@ -54,6 +69,7 @@ case "${1:-}" in
     ;;
   test)
     install
+    lerobot_venv
     export QT_QPA_PLATFORM=offscreen
     .venv/bin/ruff check .
     .venv/bin/lint-imports

@@ -30,8 +30,14 @@ def progress_bar(quiet: bool, unit: str = "B") -> Iterator[Progress | None]:
         return
     from tqdm import tqdm
 
+    in_bytes = unit == "B"
     bar = tqdm(
-        total=None, unit=unit, unit_scale=True, unit_divisor=1024, file=sys.stderr, leave=False
+        total=None,
+        unit=unit,
+        unit_scale=in_bytes,
+        unit_divisor=1024 if in_bytes else 1000,
+        file=sys.stderr,
+        leave=False,
     )
 
     def update(done: int, total: int, what: str) -> None:
@@ -90,25 +96,52 @@ def _lerobot(args: argparse.Namespace) -> int:
     from teleop.export.lerobot import export_lerobot
 
     _, rows = _select(args)
-    with progress_bar(args.quiet) as progress:
-        export_lerobot(
+    with progress_bar(args.quiet, unit=" frames") as progress:
+        result = export_lerobot(
             [Path(r["path"]) for r in rows],
             Path(args.out),
             fps=args.fps,
             progress=progress,
             overwrite=args.overwrite,
         )
-    print(args.out)
+    _say_stale(result.stale_frames, result.flagged_episodes)
+    print(result.out)
+    print(
+        f"{result.episodes} episodes, {result.frames} frames at {args.fps:g} fps, "
+        f"{result.tasks} tasks, cameras {', '.join(result.cameras)} ({result.codec})"
+    )
     return 0
+
+
+def _say_stale(stale: dict[str, int], flagged: tuple[str, ...]) -> None:
+    """Rows whose camera had no frame within half a period are flagged, never hidden."""
+    late = {cam: n for cam, n in stale.items() if n}
+    if late:
+        counts = ", ".join(f"{cam} {n}" for cam, n in sorted(late.items()))
+        print(
+            f"teleop: note: rows without a frame within half a period (an earlier frame used): "
+            f"{counts}; in {len(flagged)} episodes",
+            file=sys.stderr,
+        )
 
 
 def _hdf5(args: argparse.Namespace) -> int:
     from teleop.export.hdf5_aloha import export_hdf5_aloha
 
     _, rows = _select(args)
-    with progress_bar(args.quiet) as progress:
-        export_hdf5_aloha([Path(r["path"]) for r in rows], Path(args.out), progress=progress)
-    print(args.out)
+    with progress_bar(args.quiet, unit=" rows") as progress:
+        result = export_hdf5_aloha(
+            [Path(r["path"]) for r in rows],
+            Path(args.out),
+            progress=progress,
+            overwrite=args.overwrite,
+        )
+    _say_stale(result.stale_frames, result.flagged_episodes)
+    print(result.out)
+    print(
+        f"{result.episodes} episodes (episode_0.hdf5 …), {result.rows} rows at the control rate, "
+        f"cameras {', '.join(result.cameras)}"
+    )
     return 0
 
 
@@ -166,6 +199,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     _common(h)
     h.add_argument("--layout", choices=["aloha"], required=True, help="HDF5 layout")
     h.add_argument("--out", required=True, help="output directory")
+    h.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     h.set_defaults(func=_hdf5)
 
     i = sub.add_parser(

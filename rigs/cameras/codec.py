@@ -43,6 +43,17 @@ def decode_jpeg(data: bytes) -> np.ndarray:
     return img
 
 
+def decode_jpeg_rgb(data: bytes) -> np.ndarray:
+    """Decode JPEG bytes to an H×W×3 uint8 RGB image (for exports: video and HDF5 are RGB).
+
+    The decoder writes RGB directly; reversing channels afterwards costs more than decoding.
+    """
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB)
+    if img is None:
+        raise CodecError(f"not a decodable JPEG image ({len(data)} bytes)")
+    return img
+
+
 def encode_depth_png(depth_u16: np.ndarray) -> bytes:
     """Encode an H×W uint16 depth image (mm) as a lossless 16-bit grey PNG."""
     if depth_u16.dtype != np.uint16 or depth_u16.ndim != 2:
