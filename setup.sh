@@ -52,6 +52,8 @@ lerobot_venv() {
     rm -rf .venv-lerobot
     bash tests/lerobot_venv.sh .venv-lerobot >/dev/null
     echo "$want" > "$stamp"
+    # Write the ~6 GB out now: a writeback storm during the tests stalls the virtual rig.
+    sync
   fi
   export TELEOP_LEROBOT_PYTHON="$PWD/.venv-lerobot/bin/python"
 }

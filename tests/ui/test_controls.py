@@ -83,7 +83,8 @@ def open_record_screen(qtbot, w: MainWindow) -> None:
     qtbot.waitUntil(
         lambda: bool(w.preflight.results) and w.preflight.rerun_button.isEnabled(), timeout=60_000
     )
-    assert w.preflight.record_button.isEnabled(), w.preflight.status.text()
+    failed = [r for r in w.preflight.results if r.status.name == "FAIL"]
+    assert w.preflight.record_button.isEnabled(), (w.preflight.status.text(), failed)
     qtbot.mouseClick(w.preflight.record_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(
         lambda: w.record.status is not None and w.record.status.state is RunnerState.ARMED,
