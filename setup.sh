@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up teleop on a fresh Debian machine (Python 3.11) and run it.
 #   bash setup.sh demo   install everything, calibrate and check the virtual rig, record two
-#                        episodes on it, inspect one
+#                        episodes on it, inspect one, label it, query the catalog and export
+#                        the session as a verified bundle
 #   bash setup.sh test   install everything (with a second venv holding LeRobot, to check
 #                        LeRobot exports with LeRobot itself), then lint, check layers and
 #                        run the test suite
@@ -68,6 +69,12 @@ case "${1:-}" in
       --episodes 2 --seconds 10)
     echo "recorded: $session"
     .venv/bin/teleop inspect "$session/episode_0001.mcap"
+    # QA and hand-over: label one episode, query the catalog, export a verified bundle.
+    sid=$(basename "$session")
+    .venv/bin/teleop label "$session/episode_0001.mcap" --reviewer demo-qa --label success
+    .venv/bin/teleop episodes --where "session = '$sid'"
+    mkdir -p exports
+    .venv/bin/teleop export bundle --where "session = '$sid'" --out "exports/$sid.tar" --quiet
     ;;
   test)
     install
