@@ -474,15 +474,14 @@ class ReplayView(QWidget):
         self._ticks += 1
         self._show_position()
         snap = self.player.snapshot()
-        if snap is None or snap.seq == self._seq:
+        if snap is None:
+            return
+        if snap.seq == self._seq:
+            # Nothing new, but a tile that was resized (showing None) redraws at its new size.
+            self._show_frames(snap, only_cleared=True)
             return
         self._seq = snap.seq
-        for camera, tile in self.tiles.items():
-            depth = tile.depth_box is not None and tile.depth_box.isChecked()
-            frame = snap.depth.get(camera) if depth else None
-            frame = frame or snap.frames.get(camera)
-            if frame is not None:
-                tile.show_frame(frame, self.start_ns)
+        self._show_frames(snap)
         if snap.marks is not None and not self._marks_shown:
             self._show_marks(snap)
         self._plot(snap)
@@ -493,6 +492,16 @@ class ReplayView(QWidget):
         self.status_label.setText(text)
 
     # -- internals --------------------------------------------------------------------------
+
+    def _show_frames(self, snap: Snapshot, *, only_cleared: bool = False) -> None:
+        for camera, tile in self.tiles.items():
+            if only_cleared and tile.showing is not None:
+                continue
+            depth = tile.depth_box is not None and tile.depth_box.isChecked()
+            frame = snap.depth.get(camera) if depth else None
+            frame = frame or snap.frames.get(camera)
+            if frame is not None:
+                tile.show_frame(frame, self.start_ns)
 
     def _build(self, reader: EpisodeReader) -> None:
         prov = reader.metadata.get("provenance", {})
