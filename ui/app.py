@@ -388,8 +388,13 @@ def qa_screenshots(
     wait_until(app, lambda: not browser.loading, 60, "the catalog query")
     rows = browser.shown_rows()
     qa.reviewer = "qa1"
-    qa.open_review(rows, 0)
-    pump(app, 2.0)  # the replay opens the file and draws its first frames
+    # The longest episode (the other one ends in the injected fault), seen mid-way.
+    longest = max(range(len(rows)), key=lambda i: rows[i].get("duration_s") or 0.0)
+    qa.open_review(rows, longest)
+    pump(app, 1.0)  # the replay opens the file and draws its first frames
+    replay = qa.review.replay
+    replay.seek(int(replay.duration_ns * 0.45))
+    pump(app, 1.5)
     shot("10-review")
     browser.table.selectAll()
     qa.open_export(browser.selected_rows(), rows, "")
