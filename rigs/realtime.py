@@ -8,6 +8,8 @@ higher nice priority, and without that to normal scheduling, and say which we go
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
 import logging
 import os
@@ -24,6 +26,34 @@ def settle_heap() -> None:
     """
     gc.collect()
     gc.freeze()
+    lock_memory()
+
+
+_MCL_CURRENT, _MCL_FUTURE = 1, 2
+
+
+def lock_memory() -> bool:
+    """Keep this process's pages in RAM (``mlockall``); True when granted.
+
+    Under heavy disk writes (an export, a recording's fsync, a package install) the kernel
+    evicts file-backed pages, and a real-time process that then touches its own code or
+    libraries waits behind the disk queue for tens of milliseconds: a missed servo cycle, or
+    a torque-off that comes late. Locked pages are never evicted. It needs root or a memlock
+    limit; without it the process runs as before.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        if libc.mlockall(_MCL_CURRENT | _MCL_FUTURE) == 0:
+            return True
+        err = ctypes.get_errno()
+    except (OSError, AttributeError) as exc:
+        err = getattr(exc, "errno", 0) or 0
+    log.warning(
+        "pid %d: memory not locked (%s): disk activity may delay the control loop",
+        os.getpid(),
+        os.strerror(err) if err else "mlockall unavailable",
+    )
+    return False
 
 
 def raise_priority(fifo_priority: int = 20) -> str:
