@@ -294,6 +294,21 @@ def _index_session(conn: sqlite3.Connection, session_dir: Path, stamp: str) -> N
         row = _episode_row(session, manifest, entry, path, by_file.get(episode_key(path.name), []))
         if row["read_error"]:
             conn.execute("INSERT INTO problems VALUES(?, ?)", (session, row["read_error"]))
+        other = conn.execute(
+            "SELECT session, file FROM episodes WHERE episode_id = ? AND session != ?",
+            (row["episode_id"], session),
+        ).fetchone()
+        if other is not None:
+            # One recording in two session folders (e.g. a pseudonymized bundle imported beside
+            # its originals): the catalog keys on the recording's own id, so it lists one.
+            conn.execute(
+                "INSERT INTO problems VALUES(?, ?)",
+                (
+                    session,
+                    f"{row['episode_id']}: the same recording is in {other[0]}/{other[1]} and "
+                    f"{session}/{row['file']}; the catalog lists the latter; remove one copy",
+                ),
+            )
         conn.execute(
             f"INSERT OR REPLACE INTO episodes VALUES({','.join('?' * len(COLUMN_NAMES))})",
             [row[c] for c in COLUMN_NAMES],

@@ -105,3 +105,14 @@ def test_catalog_rebuild_recreates_a_deleted_catalog(root: Path, capsys):
     assert out.strip() == f"{catalog.catalog_path(root)}: 2 sessions, 3 episodes indexed"
     assert catalog.query(root, fresh=False) == before
     assert catalog.label_history(root, first) == history
+
+
+def test_one_recording_in_two_session_folders_is_reported(recorded_root: Path, tmp_path: Path):
+    root = tmp_path / "data"
+    shutil.copytree(recorded_root, root)
+    (row,) = catalog.query(root, "task = 'fold_towel'")
+    shutil.copytree(root / row["session"], root / "copy-of-session")
+    rows = catalog.query(root, "task = 'fold_towel'")
+    assert len(rows) == 1  # listed once, under its own episode id
+    (problem,) = [p for p in catalog.problems(root) if "same recording" in p]
+    assert row["episode_id"] in problem and "copy-of-session" in problem
