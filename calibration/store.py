@@ -165,8 +165,9 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _publish(tmp: Path, final: Path) -> None:
-    """Give the written temp file its final name, refusing to replace an existing file."""
+def publish_new(tmp: Path, final: Path) -> None:
+    """Give a written temp file its final name, refusing to replace an existing file
+    (FileExistsError). On success ``tmp`` may remain as a second link: remove it."""
     try:
         # link() refuses an existing name atomically, so a record is never replaced.
         os.link(tmp, final)
@@ -215,7 +216,7 @@ class CalibrationStore:
                 fh.flush()
                 os.fsync(fh.fileno())
             os.chmod(tmp, 0o444)  # immutable by intent: a new calibration is a new file
-            _publish(tmp, final)
+            publish_new(tmp, final)
         except FileExistsError:
             raise CalibrationRecordError(
                 f"calibration record {final} already exists; records are never overwritten"

@@ -9,8 +9,9 @@ command reports success.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -92,55 +93,47 @@ def _bundle(args: argparse.Namespace) -> int:
     return 0
 
 
-def _lerobot(args: argparse.Namespace) -> int:
-    from teleop.export.lerobot import export_lerobot
-
+def _training_export(args: argparse.Namespace, unit: str, export: Callable[..., Any]) -> Any:
+    """Run a training exporter on the selected episodes with a progress bar, then report the
+    rows that had no camera frame within half a period (flagged, never hidden)."""
     _, rows = _select(args)
-    with progress_bar(args.quiet, unit=" frames") as progress:
-        result = export_lerobot(
+    with progress_bar(args.quiet, unit=unit) as progress:
+        result = export(
             [Path(r["path"]) for r in rows],
             Path(args.out),
-            fps=args.fps,
             progress=progress,
             overwrite=args.overwrite,
         )
-    _say_stale(result.stale_frames, result.flagged_episodes)
-    print(result.out)
-    print(
-        f"{result.episodes} episodes, {result.frames} frames at {args.fps:g} fps, "
-        f"{result.tasks} tasks, cameras {', '.join(result.cameras)} ({result.codec})"
-    )
-    return 0
-
-
-def _say_stale(stale: dict[str, int], flagged: tuple[str, ...]) -> None:
-    """Rows whose camera had no frame within half a period are flagged, never hidden."""
-    late = {cam: n for cam, n in stale.items() if n}
+    late = {cam: n for cam, n in result.stale_frames.items() if n}
     if late:
         counts = ", ".join(f"{cam} {n}" for cam, n in sorted(late.items()))
         print(
             f"teleop: note: rows without a frame within half a period (an earlier frame used): "
-            f"{counts}; in {len(flagged)} episodes",
+            f"{counts}; in {len(result.flagged_episodes)} episodes",
             file=sys.stderr,
         )
+    print(result.out)
+    return result
+
+
+def _lerobot(args: argparse.Namespace) -> int:
+    from teleop.export.lerobot import export_lerobot
+
+    r = _training_export(args, " frames", functools.partial(export_lerobot, fps=args.fps))
+    print(
+        f"{r.episodes} episodes, {r.frames} frames at {args.fps:g} fps, "
+        f"{r.tasks} tasks, cameras {', '.join(r.cameras)} ({r.codec})"
+    )
+    return 0
 
 
 def _hdf5(args: argparse.Namespace) -> int:
     from teleop.export.hdf5_aloha import export_hdf5_aloha
 
-    _, rows = _select(args)
-    with progress_bar(args.quiet, unit=" rows") as progress:
-        result = export_hdf5_aloha(
-            [Path(r["path"]) for r in rows],
-            Path(args.out),
-            progress=progress,
-            overwrite=args.overwrite,
-        )
-    _say_stale(result.stale_frames, result.flagged_episodes)
-    print(result.out)
+    r = _training_export(args, " rows", export_hdf5_aloha)
     print(
-        f"{result.episodes} episodes (episode_0.hdf5 …), {result.rows} rows at the control rate, "
-        f"cameras {', '.join(result.cameras)}"
+        f"{r.episodes} episodes (episode_0.hdf5 …), {r.rows} rows at the control rate, "
+        f"cameras {', '.join(r.cameras)}"
     )
     return 0
 

@@ -11,7 +11,6 @@ crash mid-import leaves no half file under a final name.
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import os
 import re
@@ -22,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from calibration.store import CALIBRATION_DIR
+from calibration.store import CALIBRATION_DIR, publish_new
 from teleop import catalog
 from teleop.export.atomic import ExportError, Progress
 from teleop.export.bundle import DATASHEET, MANIFEST, RIGS_DIR, SESSIONS_DIR, SUMS
@@ -245,20 +244,6 @@ def _sha_of(path: Path) -> str:
         return _stream(f, lambda _c: None)
 
 
-def _publish(tmp: Path, final: Path) -> None:
-    """Give ``tmp`` the name ``final``, never replacing an existing file."""
-    try:
-        os.link(tmp, final)  # fails if final exists, atomically
-    except OSError as exc:
-        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
-            raise
-        if final.exists():
-            raise FileExistsError(str(final)) from None
-        os.rename(tmp, final)
-        return
-    tmp.unlink()
-
-
 def _kind(rel: str) -> int:
     top = rel.split("/", 1)[0]
     if top in (CALIBRATION_DIR, RIGS_DIR):
@@ -373,7 +358,8 @@ def _write_all(
                 os.chmod(tmp, 0o444)  # calibration records are immutable, as the store writes them
         for tmp, dest in temps:
             try:
-                _publish(tmp, dest)
+                publish_new(tmp, dest)
+                tmp.unlink(missing_ok=True)
             except FileExistsError:
                 raise ExportError(f"{dest}: appeared while importing; import again") from None
     except BaseException:
