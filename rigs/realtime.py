@@ -29,11 +29,13 @@ def settle_heap() -> None:
     lock_memory()
 
 
-_MCL_CURRENT, _MCL_FUTURE = 1, 2
+# Only what is mapped now (code, libraries, the heap after set-up): MCL_FUTURE would lock
+# and pre-fault every later allocation, which cost the 100 Hz loop p99 7-13 ms (BENCHMARKS.md).
+_MCL_CURRENT = 1
 
 
 def lock_memory() -> bool:
-    """Keep this process's pages in RAM (``mlockall``); True when granted.
+    """Keep this process's pages mapped so far in RAM (``mlockall``); True when granted.
 
     Under heavy disk writes (an export, a recording's fsync, a package install) the kernel
     evicts file-backed pages, and a real-time process that then touches its own code or
@@ -43,7 +45,7 @@ def lock_memory() -> bool:
     """
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        if libc.mlockall(_MCL_CURRENT | _MCL_FUTURE) == 0:
+        if libc.mlockall(_MCL_CURRENT) == 0:
             return True
         err = ctypes.get_errno()
     except (OSError, AttributeError) as exc:
