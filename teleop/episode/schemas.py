@@ -2,9 +2,13 @@
 
 Each MCAP Schema record carries a *complete* message definition in ``ros2msg`` form, as
 rosbag2 writes it: the type's own ``.msg`` text first, then every type it depends on
-(recursively), each introduced by a line of 80 ``=`` and a ``MSG: pkg/msg/Name`` line. With
-that text embedded, Foxglove, ``mcap_ros2`` and ``rosbags`` decode the file without any ROS
-installation or extra package.
+(recursively), each introduced by a line of 80 ``=`` and a ``MSG: pkg/Name`` line. The name
+after ``MSG:`` is spelled exactly as the field lines spell the type (``std_msgs/Header``, not
+``std_msgs/msg/Header``): Foxglove's parser looks dependency blocks up by that spelling and
+rejects a file whose blocks are named otherwise, while ``mcap_ros2`` and ``rosbags`` accept
+both. With that text embedded, Foxglove, ``mcap_ros2`` and ``rosbags`` decode the file without
+any ROS installation or extra package. Files written before this rule (``MSG: pkg/msg/Name``
+blocks) are found by :func:`legacy_definition` and rewritten by ``teleop repair``.
 
 The field lists below follow ROS 2's ``common_interfaces`` (Humble and later) field for field;
 names, types and order must not change, or standard readers decode garbage.
@@ -12,6 +16,7 @@ names, types and order must not change, or standard readers decode garbage.
 
 from __future__ import annotations
 
+import re
 from enum import IntEnum
 from typing import Final
 
@@ -48,6 +53,24 @@ JPEG_FORMAT: Final = "jpeg"
 # 12-byte header before the PNG, which generic decoders (Foxglove, cv2.imdecode) cannot read.
 # Readers must decode with cv2.IMREAD_UNCHANGED to keep 16 bits.
 DEPTH_PNG_FORMAT: Final = "16UC1; png compressed"
+
+
+# header.frame_id, following REP 103/105 naming as ROS drivers do, so Foxglove's panels (and
+# a TF tree added later) place each stream: a camera's images in its optical frame, an arm's
+# joint states in its base frame. Diagnostics and events are not spatial; they carry the rig id.
+def color_frame(camera: str) -> str:
+    """Frame of a camera's colour image and camera_info: ``<camera>_color_optical_frame``."""
+    return f"{camera}_color_optical_frame"
+
+
+def depth_frame(camera: str) -> str:
+    """Frame of a camera's depth image: ``<camera>_depth_optical_frame``."""
+    return f"{camera}_depth_optical_frame"
+
+
+def arm_frame(arm: str) -> str:
+    """Frame of an arm's joint states, targets and commands: ``<arm>_base_link``."""
+    return f"{arm}_base_link"
 
 
 class DiagnosticLevel(IntEnum):
@@ -139,11 +162,31 @@ def _dependencies(type_name: str) -> list[str]:
     return seen
 
 
+def field_type_name(type_name: str) -> str:
+    """How a field line spells a type: ``std_msgs/msg/Header`` -> ``std_msgs/Header``."""
+    return type_name.replace("/msg/", "/", 1)
+
+
 def _complete_definition(type_name: str) -> str:
     parts = [_OWN[type_name][0]]
     for dep in _dependencies(type_name):
-        parts.append(f"{_SEPARATOR}\nMSG: {dep}\n{_OWN[dep][0]}")
+        parts.append(f"{_SEPARATOR}\nMSG: {field_type_name(dep)}\n{_OWN[dep][0]}")
     return "".join(parts)
+
+
+_LEGACY_BLOCK = re.compile(r"^MSG: ([A-Za-z0-9_]+)/msg/([A-Za-z0-9_]+)\s*$", re.MULTILINE)
+
+
+def legacy_definition(text: str) -> bool:
+    """Whether a ``ros2msg`` definition names its dependency blocks ``MSG: pkg/msg/Name``
+    (what teleop wrote before 0.2), a form Foxglove cannot parse."""
+    return _LEGACY_BLOCK.search(text) is not None
+
+
+def repaired_definition(text: str) -> str:
+    """``text`` with each ``MSG: pkg/msg/Name`` block renamed ``MSG: pkg/Name``, to match the
+    field lines. Nothing else changes, so the messages' CDR bytes decode the same."""
+    return _LEGACY_BLOCK.sub(r"MSG: \1/\2", text)
 
 
 #: Complete ``ros2msg`` definitions of the message types the writer can record.

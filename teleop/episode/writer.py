@@ -19,7 +19,7 @@ import enum
 import logging
 import operator
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -108,6 +108,12 @@ class WriterStats:
         return sum(self.message_counts.values())
 
 
+MessageTap = Callable[[str, str, int, bytes], None]
+"""Called as ``tap(topic, type_name, log_time_ns, cdr_bytes)`` after each message is written:
+the exact bytes the file holds, for a live view. It runs on the writer's thread and must
+never block (hand the bytes over and return)."""
+
+
 class _Channel:
     __slots__ = ("id", "type_name", "sequence", "count")
 
@@ -158,6 +164,7 @@ class EpisodeWriter:
             ``<path>.partial`` (a leftover from a crash: recover it first).
         chunk_size: uncompressed bytes after which a chunk is closed, 1–4 MiB.
         compression: chunk compression, ``"zstd"`` (default), ``"lz4"`` or ``"none"``.
+        tap: optional :data:`MessageTap` given every message written.
 
     Raises:
         ValueError: bad ``path`` suffix or ``chunk_size``.
@@ -170,6 +177,7 @@ class EpisodeWriter:
         *,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         compression: Literal["zstd", "lz4", "none"] = "zstd",
+        tap: MessageTap | None = None,
     ):
         path = Path(path)
         if path.suffix != ".mcap":
@@ -209,6 +217,7 @@ class EpisodeWriter:
             enable_data_crcs=True,
         )
         self._state = WriterState.OPEN
+        self._tap = tap
         self._schema_ids: dict[str, int] = {}
         self._channels: dict[str, _Channel] = {}
         self._payload_bytes = 0
@@ -424,6 +433,8 @@ class EpisodeWriter:
         stamp_ns: int,
         log_time_ns: int,
         statuses: Sequence[tuple[int, str, str, str, Mapping[str, str]]],
+        *,
+        frame_id: str = "",
     ) -> None:
         """Write a ``diagnostic_msgs/msg/DiagnosticArray``.
 
@@ -435,10 +446,12 @@ class EpisodeWriter:
             DIAGNOSTIC_ARRAY,
             log_time_ns,
             stamp_ns,
-            cdr.encode_diagnostic_array(stamp_ns, "", statuses),
+            cdr.encode_diagnostic_array(stamp_ns, frame_id, statuses),
         )
 
-    def write_event(self, stamp_ns: int, log_time_ns: int, kind: str, detail: str = "") -> None:
+    def write_event(
+        self, stamp_ns: int, log_time_ns: int, kind: str, detail: str = "", *, frame_id: str = ""
+    ) -> None:
         """Write a ``teleop_msgs/msg/EpisodeEvent`` on ``/episode/events``.
 
         ``kind`` names what happened (start, stop, mark, fault, …); ``detail`` is free text.
@@ -448,7 +461,7 @@ class EpisodeWriter:
             EPISODE_EVENT,
             log_time_ns,
             stamp_ns,
-            cdr.encode_episode_event(stamp_ns, "", kind, detail),
+            cdr.encode_episode_event(stamp_ns, frame_id, kind, detail),
         )
 
     # -- durability and lifecycle -------------------------------------------------------
@@ -572,6 +585,8 @@ class EpisodeWriter:
         )
         ch.count += 1
         self._payload_bytes += len(data)
+        if self._tap is not None:
+            self._tap(topic, type_name, log_time_ns, data)
 
     def _channel(self, topic: str, type_name: str) -> _Channel:
         ch = self._channels.get(topic)

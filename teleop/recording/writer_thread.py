@@ -21,7 +21,7 @@ from rigs.cameras.base import Intrinsics
 from rigs.spec import RigSpec
 from teleop.clock import SessionClock
 from teleop.control.loop import ControlSample
-from teleop.episode.schemas import DEPTH_PNG_FORMAT
+from teleop.episode.schemas import DEPTH_PNG_FORMAT, arm_frame, color_frame, depth_frame
 from teleop.episode.writer import EpisodeWriter
 from teleop.recording.capture import EncodedFrame
 from teleop.recording.quality import EpisodeStats
@@ -61,6 +61,8 @@ class EpisodeWriterThread:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._joint_names = {a.name: a.joint_names for a in rig.arms}
+        self._arm_frames = {a.name: arm_frame(a.name) for a in rig.arms}
+        self._rig_frame = rig.id
         self._thread = threading.Thread(target=self._run, name="episode-writer", daemon=True)
 
     def set_rate(self, rate_hz: float) -> None:
@@ -142,7 +144,7 @@ class EpisodeWriterThread:
     def _drain(self) -> None:
         while self._events:
             utc, kind, detail = self._events.popleft()
-            self.writer.write_event(utc, utc, kind, detail)
+            self.writer.write_event(utc, utc, kind, detail, frame_id=self._rig_frame)
         while self._camera_events:
             camera, kind, mono_ns, detail = self._camera_events.popleft()
             self.stats.add_camera_event(camera, kind, mono_ns, detail)
@@ -167,13 +169,21 @@ class EpisodeWriterThread:
                 r.position_rad,
                 r.velocity_rad_s,
                 r.current_ma,
+                frame_id=self._arm_frames[arm],
             )
         cmd_utc = utc(s.command_ns)
         for follower, target in s.targets_rad.items():
-            names = self._joint_names[follower]
-            w.write_joint_state(f"/{follower}/joint_targets", cmd_utc, cmd_utc, names, target)
+            names, frame = self._joint_names[follower], self._arm_frames[follower]
             w.write_joint_state(
-                f"/{follower}/joint_commands", cmd_utc, cmd_utc, names, s.commands_rad[follower]
+                f"/{follower}/joint_targets", cmd_utc, cmd_utc, names, target, frame_id=frame
+            )
+            w.write_joint_state(
+                f"/{follower}/joint_commands",
+                cmd_utc,
+                cmd_utc,
+                names,
+                s.commands_rad[follower],
+                frame_id=frame,
             )
         leaders = np.concatenate([s.arms[name].reading.position_rad for name in self._leaders])
         self.stats.add_sample(s.cycle, s.start_ns, s.period_ns, leaders)
@@ -182,7 +192,7 @@ class EpisodeWriterThread:
         utc = self.clock.to_utc_ns
         stamp, log_time = utc(f.capture_ns), utc(f.receipt_ns)
         w = self.writer
-        frame_id = f"{f.camera}_color_optical_frame"
+        frame_id = color_frame(f.camera)
         w.write_compressed_image(
             f"/cameras/{f.camera}/color/compressed", stamp, log_time, frame_id, "jpeg", f.jpeg,
             sequence=f.frame_number,
@@ -207,7 +217,7 @@ class EpisodeWriterThread:
                 f"/cameras/{f.camera}/depth",
                 stamp,
                 log_time,
-                frame_id,
+                depth_frame(f.camera),
                 DEPTH_PNG_FORMAT,
                 f.depth_png,
                 sequence=f.frame_number,
@@ -234,7 +244,7 @@ class EpisodeWriterThread:
                 {"queued_samples": str(backlog_s), "queued_frames": str(backlog_f)},
             )
         )
-        self.writer.write_diagnostics("/diagnostics", now, now, statuses)
+        self.writer.write_diagnostics("/diagnostics", now, now, statuses, frame_id=self._rig_frame)
 
 
 def metadata_values(record: dict[str, object]) -> dict[str, str]:

@@ -79,7 +79,7 @@ def test_summarize_reads_the_indexes(episode: Path) -> None:
     assert s.chunk_count == 2  # split by the flush_to_disk() in the middle
     assert s.compression == ("zstd",)
     assert s.file_size_bytes == episode.stat().st_size
-    assert "MSG: std_msgs/msg/Header" in s.schemas["sensor_msgs/msg/JointState"]
+    assert "MSG: std_msgs/Header\n" in s.schemas["sensor_msgs/msg/JointState"]
 
 
 def test_iter_messages_decodes_in_log_time_order(episode: Path) -> None:
