@@ -44,6 +44,28 @@ install() {
   fi
 }
 
+foxglove_readers() {
+  # Foxglove's own TypeScript readers (pinned in tests/foxglove/package-lock.json), so the
+  # tests decode episodes the way Foxglove does. Node and npm come from Debian if missing.
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      echo "setup: installing nodejs and npm (for Foxglove's readers in the tests)" >&2
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+    else
+      echo "setup: missing Node.js; run: sudo apt-get install nodejs npm" >&2; exit 1
+    fi
+  fi
+  local stamp=tests/foxglove/node_modules/.teleop-installed want
+  want=$(cat tests/foxglove/package.json tests/foxglove/package-lock.json | sha256sum | cut -d' ' -f1)
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    local log
+    log=$(mktemp)
+    (cd tests/foxglove && npm ci --no-audit --no-fund) >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
+    rm -f "$log"
+    echo "$want" > "$stamp"
+  fi
+}
+
 lerobot_venv() {
   # A second venv with LeRobot itself (it pins torch and more), so the tests can load a
   # LeRobot export with LeRobot's own dataset class. Rebuilt only when its script changes.
@@ -82,6 +104,7 @@ case "${1:-}" in
     ;;
   test)
     install
+    foxglove_readers
     export QT_QPA_PLATFORM=offscreen
     .venv/bin/ruff check .
     .venv/bin/lint-imports

@@ -1,3 +1,3 @@
 """teleop: record leader-follower demonstrations to indexed MCAP with provenance."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

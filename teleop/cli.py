@@ -62,6 +62,12 @@ def _recover(args: argparse.Namespace) -> int:
     return 0
 
 
+def _repair(args: argparse.Namespace) -> int:
+    from teleop.repair_command import run_repair
+
+    return run_repair(Path(args.target), Path(args.output) if args.output else None, out=print)
+
+
 def _bench(args: argparse.Namespace) -> int:
     from teleop.bench import run_bench_record
 
@@ -148,6 +154,17 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("file", help="a truncated episode, e.g. episode_0003.mcap.partial")
     rc.add_argument("-o", "--output", help="output path (default: the name without .partial)")
     rc.set_defaults(func=_recover)
+
+    rp = sub.add_parser(
+        "repair",
+        help="write a copy of an episode (or of every episode of a session) whose message "
+        "definitions Foxglove parses; the original is kept",
+    )
+    rp.add_argument("target", help="an episode .mcap file or a session folder")
+    rp.add_argument(
+        "-o", "--output", help="output path for a single file (default: NAME.repaired.mcap)"
+    )
+    rp.set_defaults(func=_repair)
 
     from teleop import calibration_command, cameras_command, doctor, replay_command
 

@@ -43,6 +43,7 @@ def summary_dict(s: EpisodeSummary) -> dict[str, object]:
             name: {k: _maybe_json(v) for k, v in rec.items()} for name, rec in s.metadata.items()
         },
         "attachments": s.attachment_names,
+        "legacy_definitions": s.legacy_schemas,
     }
 
 
@@ -54,6 +55,13 @@ def render_inspect(path: str, *, as_json: bool = False) -> str:
         f"file      {s.path}  ({s.file_size_bytes / 2**20:.2f} MiB, profile {s.profile}, "
         f"{s.chunk_count} chunks {'/'.join(s.compression) or 'uncompressed'})",
         f"duration  {s.duration_s:.3f} s, {s.message_count} messages",
+    ]
+    if s.legacy_schemas:
+        lines.append(
+            f"definitions  old form (written by teleop 0.1): Foxglove cannot decode "
+            f"{', '.join(s.legacy_schemas)}; `teleop repair {s.path}` writes a corrected copy"
+        )
+    lines += [
         "",
         f"{'topic':48} {'type':36} {'count':>7} {'rate Hz':>8}",
     ]

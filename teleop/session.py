@@ -210,6 +210,20 @@ class Session:
         except KeyError:
             self.add_episode(entry)
 
+    def register_repaired(self, source: Path, output: Path) -> bool:
+        """List ``output`` (``teleop repair``'s copy of ``source``) as the episode's file, in
+        place of ``source``; status and quality stay. Returns False when ``source`` is not
+        this session's listed file of an episode."""
+        if Path(output).parent.resolve() != self.root.resolve():
+            return False
+        for e in self.episodes:
+            if e.get("file") == Path(source).name:
+                e["file"] = Path(output).name
+                e["repaired_from"] = Path(source).name
+                self.save()
+                return True
+        return False
+
     def close(self, closed_utc: str) -> None:
         """Mark the session closed; discarded episodes are deleted now, as promised."""
         for e in self.episodes:
@@ -224,16 +238,22 @@ class Session:
         self.save()
 
 
+def session_of(path: Path) -> Session | None:
+    """The session whose folder holds ``path``, or None (no or unreadable session.json)."""
+    root = Path(path).resolve().parent
+    if not (root / SESSION_FILE).is_file():
+        return None
+    try:
+        return Session.open(root)
+    except DataRootError:
+        return None
+
+
 def register_recovered(source: Path, output: Path, *, duration_s: float, stopped_at: str) -> None:
     """If ``source`` lies in a session folder, list its recovered copy in session.json."""
-    root = Path(source).resolve().parent
-    if not (root / SESSION_FILE).is_file():
-        return
-    try:
-        session = Session.open(root)
-    except DataRootError:
-        return
-    session.register_recovered(source, output, duration_s=duration_s, stopped_at=stopped_at)
+    session = session_of(source)
+    if session is not None:
+        session.register_recovered(source, output, duration_s=duration_s, stopped_at=stopped_at)
 
 
 def find_unfinished(data_root: Path) -> list[Path]:

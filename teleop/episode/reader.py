@@ -27,6 +27,7 @@ from mcap.stream_reader import StreamReader
 from mcap.summary import Summary
 from mcap_ros2.decoder import DecoderFactory
 
+from teleop.episode.schemas import legacy_definition
 from teleop.errors import TeleopError
 
 _MAGIC = b"\x89MCAP0\r\n"
@@ -129,6 +130,12 @@ class EpisodeSummary:
     def attachment_names(self) -> list[str]:
         """Names of all attachments, in file order."""
         return [a.name for a in self.attachments]
+
+    @property
+    def legacy_schemas(self) -> list[str]:
+        """Message types whose definitions are in the form teleop 0.1 wrote (``MSG:
+        pkg/msg/Name`` blocks), which Foxglove cannot parse: ``teleop repair`` fixes them."""
+        return sorted(name for name, text in self.schemas.items() if legacy_definition(text))
 
 
 @dataclass(frozen=True)

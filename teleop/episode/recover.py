@@ -11,19 +11,17 @@ modified.
 
 from __future__ import annotations
 
-import os
 import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from mcap.exceptions import McapError
-from mcap.records import Attachment, Channel, Chunk, Header, Message, Metadata, Schema
+from mcap.records import Chunk
 from mcap.stream_reader import CRCValidationError, StreamReader, breakup_chunk
-from mcap.writer import CompressionType, IndexType
-from mcap.writer import Writer as McapWriter
 
 from teleop import __version__
+from teleop.episode.rewrite import EpisodeCopier, new_episode_file
 from teleop.errors import TeleopError
 
 try:  # zstandard errors are not McapErrors; a chunk cut inside its compressed data raises them
@@ -75,79 +73,19 @@ def recover(source: Path, output: Path | None = None) -> RecoveryReport:
         raise RecoveryError(f"{source}: no such file")
     if output.exists():
         raise RecoveryError(f"{output} already exists; pass another output path or move it aside")
-    tmp = output.with_name(f".{output.name}.recovering")
     with open(source, "rb") as f:
         magic = f.read(8)
     if magic != b"\x89MCAP0\r\n":
         raise RecoveryError(f"{source}: not an MCAP file (bad magic); nothing to recover")
 
-    schemas: dict[int, int] = {}  # old schema id -> new
-    channels: dict[int, int] = {}
-    pending_channels: dict[int, Channel] = {}
-    metadata_names: list[str] = []
-    attachment_names: list[str] = []
-    messages = kept = damaged = 0
-    first = last = None
+    kept = damaged = 0
     stopped_at = "end of file"
-    with open(source, "rb") as f, open(tmp, "wb") as out:
-        writer = McapWriter(
-            out,
-            chunk_size=4 * 1024 * 1024,
-            compression=CompressionType.ZSTD,
-            index_types=IndexType.ALL,
-            use_chunking=True,
-            use_statistics=True,
-            use_summary_offsets=True,
-            enable_crcs=True,
-        )
-        started = False
-
-        def start(profile: str, library: str) -> None:
-            nonlocal started
-            if not started:
-                writer.start(
-                    profile=profile, library=f"{library} (recovered by teleop {__version__})"
-                )
-                started = True
-
-        def handle(rec: object) -> None:
-            nonlocal messages, first, last
-            if isinstance(rec, Schema):
-                start("ros2", "unknown")
-                schemas[rec.id] = writer.register_schema(rec.name, rec.encoding, rec.data)
-            elif isinstance(rec, Channel):
-                pending_channels[rec.id] = rec
-            elif isinstance(rec, Message):
-                ch = channels.get(rec.channel_id)
-                if ch is None:
-                    c = pending_channels.get(rec.channel_id)
-                    if c is None:
-                        return  # a message whose channel record was lost: cannot be decoded
-                    ch = writer.register_channel(
-                        c.topic, c.message_encoding, schemas.get(c.schema_id, 0), c.metadata
-                    )
-                    channels[rec.channel_id] = ch
-                writer.add_message(ch, rec.log_time, rec.data, rec.publish_time, rec.sequence)
-                messages += 1
-                first = rec.log_time if first is None else min(first, rec.log_time)
-                last = rec.log_time if last is None else max(last, rec.log_time)
-            elif isinstance(rec, Metadata):
-                start("ros2", "unknown")
-                writer.add_metadata(rec.name, rec.metadata)
-                metadata_names.append(rec.name)
-            elif isinstance(rec, Attachment):
-                start("ros2", "unknown")
-                writer.add_attachment(
-                    rec.create_time, rec.log_time, rec.name, rec.media_type, rec.data
-                )
-                attachment_names.append(rec.name)
-
+    with open(source, "rb") as f, new_episode_file(output) as out:
+        copy = EpisodeCopier(out, f"recovered by teleop {__version__}")
         reader = StreamReader(f, emit_chunks=True, record_size_limit=1 << 30)
         try:
             for rec in reader.records:
-                if isinstance(rec, Header):
-                    start(rec.profile, rec.library)
-                elif isinstance(rec, Chunk):
+                if isinstance(rec, Chunk):
                     try:
                         inner = breakup_chunk(rec, validate_crc=True)
                     except _DAMAGE as exc:
@@ -156,33 +94,27 @@ def recover(source: Path, output: Path | None = None) -> RecoveryReport:
                         continue
                     kept += 1
                     for r in inner:
-                        handle(r)
+                        copy.add(r)
                 else:
-                    handle(rec)
+                    copy.add(rec)
         except _DAMAGE as exc:
             stopped_at = f"truncated or damaged record at the end ({type(exc).__name__})"
-        start("ros2", "unknown")
-        writer.add_metadata(
+        copy.finish(
             "recovery",
             {
                 "recovered_from": source.name,
                 "recovered_at_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "software_version": __version__,
-                "messages": str(messages),
+                "messages": str(copy.messages),
                 "chunks_kept": str(kept),
                 "chunks_damaged": str(damaged),
                 "stopped_at": stopped_at,
             },
         )
-        writer.finish()
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, output)
-    dir_fd = os.open(output.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    first, last = copy.first_log_time_ns, copy.last_log_time_ns
+    messages, metadata_names, attachment_names = (
+        copy.messages, copy.metadata_names, copy.attachment_names,
+    )  # fmt: skip
     return RecoveryReport(
         source, output, messages, kept, damaged, tuple(metadata_names), tuple(attachment_names),
         first, last, stopped_at,

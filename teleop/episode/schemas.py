@@ -179,7 +179,7 @@ _LEGACY_BLOCK = re.compile(r"^MSG: ([A-Za-z0-9_]+)/msg/([A-Za-z0-9_]+)\s*$", re.
 
 def legacy_definition(text: str) -> bool:
     """Whether a ``ros2msg`` definition names its dependency blocks ``MSG: pkg/msg/Name``
-    (what teleop wrote before 0.2), a form Foxglove cannot parse."""
+    (what teleop 0.1 wrote), a form Foxglove cannot parse."""
     return _LEGACY_BLOCK.search(text) is not None
 
 

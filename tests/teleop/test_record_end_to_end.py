@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from rosbags.highlevel import AnyReader
 
+import teleop
 from rigs.spec import load_rig
 from teleop.cli import main
 from teleop.episode.reader import iter_messages, read_attachment, summarize
@@ -100,7 +101,7 @@ def test_provenance_quality_and_rig_attachment(session: Path):
     p = s.metadata["provenance"]
     assert p["operator"] == "op7" and p["task"] == "pick_place" and p["rig_id"] == "sim-bimanual"
     assert p["episode_index"] == "2" and p["session_id"] == session.name
-    assert p["software_version"] == "0.1.0" and p["git_revision"] and p["host"]
+    assert p["software_version"] == teleop.__version__ and p["git_revision"] and p["host"]
     hw = s.metadata["hardware"]
     assert hw["left_follower.motor_1"].startswith("waist XM540-W270 fw")
     assert "shadow of 2" in hw["left_follower.motor_3"]
