@@ -68,6 +68,19 @@ def _repair(args: argparse.Namespace) -> int:
     return run_repair(Path(args.target), Path(args.output) if args.output else None, out=print)
 
 
+def _layout(args: argparse.Namespace) -> int:
+    from rigs.spec import load_rig
+    from teleop.foxglove_layout import episode_layout_json
+
+    text = episode_layout_json(load_rig(args.rig).spec)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(args.output)
+    else:
+        print(text, end="")
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     from teleop.bench import run_bench_record
 
@@ -165,6 +178,13 @@ def build_parser() -> argparse.ArgumentParser:
         "-o", "--output", help="output path for a single file (default: NAME.repaired.mcap)"
     )
     rp.set_defaults(func=_repair)
+
+    lo = sub.add_parser(
+        "layout", help="print a Foxglove layout for reviewing episodes of a rig (JSON)"
+    )
+    lo.add_argument("--rig", required=True, help="preset name or rig .toml path")
+    lo.add_argument("-o", "--output", help="write the layout to this file instead of stdout")
+    lo.set_defaults(func=_layout)
 
     from teleop import calibration_command, cameras_command, doctor, replay_command
 
