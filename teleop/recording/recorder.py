@@ -305,6 +305,12 @@ class Recorder:
         log.info("recording episode %d to %s", index, path)
         return path
 
+    @property
+    def samples_written(self) -> int:
+        """Control cycles written into the episode recording now (0 between episodes)."""
+        active = self._active
+        return active.stats.samples_written if active is not None else 0
+
     def stop_episode(self) -> EpisodeResult:
         """Stop routing, drain, write the quality record and close the file."""
         ep = self._episode

@@ -36,6 +36,14 @@ def _wait_fault(recorder, timeout_s: float = 3.0):
     return recorder.fault
 
 
+def _wait_samples(recorder, n: int = 30, timeout_s: float = 30.0) -> None:
+    """Wait until the episode holds ``n`` control cycles (however slow the machine is)."""
+    deadline = time.monotonic() + timeout_s
+    while recorder.samples_written < n and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert recorder.samples_written >= n, f"only {recorder.samples_written} cycles recorded"
+
+
 def _torque_offs_after(runtime, arm: str, t_ns: int) -> list[int]:
     writes = runtime.virtual.torque_writes(arm)
     return [w.t_ns for log_ in writes.values() for w in log_ if w.value == 0 and w.t_ns > t_ns]
@@ -51,7 +59,7 @@ def _episode_intact(path: Path, fault_text: str) -> None:
 def test_follower_bus_silent_holds_then_torques_off(recording):
     runtime, recorder = recording
     path = recorder.start_episode()
-    time.sleep(0.6)
+    _wait_samples(recorder)
     t_fault = time.monotonic_ns()
     runtime.virtual.inject_bus_silent("left_follower")
     fault = _wait_fault(recorder)
@@ -67,7 +75,7 @@ def test_follower_bus_silent_holds_then_torques_off(recording):
 def test_motor_hardware_error_is_named_and_followers_torque_off(recording):
     runtime, recorder = recording
     path = recorder.start_episode()
-    time.sleep(0.6)
+    _wait_samples(recorder)
     t_fault = time.monotonic_ns()
     runtime.virtual.inject_hardware_error("right_follower", 4, int(HardwareError.OVERLOAD))
     fault = _wait_fault(recorder)
@@ -82,7 +90,7 @@ def test_motor_hardware_error_is_named_and_followers_torque_off(recording):
 def test_leader_bus_fault_keeps_followers_holding(recording):
     runtime, recorder = recording
     path = recorder.start_episode()
-    time.sleep(0.6)
+    _wait_samples(recorder)
     t_fault = time.monotonic_ns()
     runtime.virtual.inject_bus_silent("right_leader")
     fault = _wait_fault(recorder)
