@@ -104,6 +104,10 @@ def test_ring_round_trip_and_overflow(rig_buses):
         writer.close()
 
 
+def _goals(rig: VirtualRig, arm: str) -> dict[int, int]:
+    return {i: st.goal_ticks for i, st in rig.servo_states(arm).items()}
+
+
 def test_control_process_streams_samples_and_reports_a_dead_bus():
     with VirtualRig(SPEC, seed=6, mounting="ideal") as rig:
         got = []
@@ -114,12 +118,18 @@ def test_control_process_streams_samples_and_reports_a_dead_bus():
         try:
             assert control.hardware["left_leader"]["motor_1"].startswith("waist")
             assert set(control.initial_positions) == {a.name for a in SPEC.arms}
+            # Nothing moves before go: no Goal Position reaches a follower servo.
+            goals = {f: _goals(rig, f) for f in ("left_follower", "right_follower")}
             time.sleep(0.2)
-            assert got == []  # nothing moves before go
+            assert {f: _goals(rig, f) for f in goals} == goals
+            assert got == []
             control.go(_identity())
-            time.sleep(1.0)
+            deadline = time.monotonic() + 30
+            while len(got) < 50 and time.monotonic() < deadline:
+                time.sleep(0.01)
             cycles = [s.cycle for s in got]
-            assert len(cycles) > 50 and cycles == list(range(cycles[0], cycles[0] + len(cycles)))
+            assert len(cycles) >= 50, f"{len(cycles)} samples in 30 s"
+            assert cycles == list(range(cycles[0], cycles[0] + len(cycles)))  # none lost
             rig.inject_bus_silent("right_follower")
             deadline = time.monotonic() + 5
             while control.fault is None and time.monotonic() < deadline:

@@ -14,6 +14,7 @@ from rigs.spec import load_rig
 from teleop.episode.reader import iter_messages, summarize
 from teleop.record_command import start_session
 from teleop.rig_runtime import RigRuntime
+from tests.waiting import wait_cycles
 
 
 @pytest.fixture()
@@ -36,14 +37,6 @@ def _wait_fault(recorder, timeout_s: float = 3.0):
     return recorder.fault
 
 
-def _wait_samples(recorder, n: int = 30, timeout_s: float = 30.0) -> None:
-    """Wait until the episode holds ``n`` control cycles (however slow the machine is)."""
-    deadline = time.monotonic() + timeout_s
-    while recorder.samples_written < n and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert recorder.samples_written >= n, f"only {recorder.samples_written} cycles recorded"
-
-
 def _torque_offs_after(runtime, arm: str, t_ns: int) -> list[int]:
     writes = runtime.virtual.torque_writes(arm)
     return [w.t_ns for log_ in writes.values() for w in log_ if w.value == 0 and w.t_ns > t_ns]
@@ -59,7 +52,7 @@ def _episode_intact(path: Path, fault_text: str) -> None:
 def test_follower_bus_silent_holds_then_torques_off(recording):
     runtime, recorder = recording
     path = recorder.start_episode()
-    _wait_samples(recorder)
+    wait_cycles(recorder)
     t_fault = time.monotonic_ns()
     runtime.virtual.inject_bus_silent("left_follower")
     fault = _wait_fault(recorder)
@@ -75,7 +68,7 @@ def test_follower_bus_silent_holds_then_torques_off(recording):
 def test_motor_hardware_error_is_named_and_followers_torque_off(recording):
     runtime, recorder = recording
     path = recorder.start_episode()
-    _wait_samples(recorder)
+    wait_cycles(recorder)
     t_fault = time.monotonic_ns()
     runtime.virtual.inject_hardware_error("right_follower", 4, int(HardwareError.OVERLOAD))
     fault = _wait_fault(recorder)
@@ -90,7 +83,7 @@ def test_motor_hardware_error_is_named_and_followers_torque_off(recording):
 def test_leader_bus_fault_keeps_followers_holding(recording):
     runtime, recorder = recording
     path = recorder.start_episode()
-    _wait_samples(recorder)
+    wait_cycles(recorder)
     t_fault = time.monotonic_ns()
     runtime.virtual.inject_bus_silent("right_leader")
     fault = _wait_fault(recorder)
