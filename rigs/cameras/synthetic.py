@@ -33,7 +33,7 @@ def _package_version() -> str:
     try:
         return metadata.version("teleop")
     except metadata.PackageNotFoundError:
-        return "0.1.0"
+        return "0+unknown"
 
 
 def synthetic_serial(camera_name: str) -> str:

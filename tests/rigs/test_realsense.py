@@ -122,7 +122,8 @@ def test_frame_numbers_and_stamps_increase_and_capture_precedes_receipt(virtual)
     for f in frames:
         assert f.depth is None
         assert f.capture_stamp_ns <= f.receipt_stamp_ns
-        assert f.receipt_stamp_ns - f.capture_stamp_ns < 200_000_000  # loose: shared CI hosts
+        # The host-clock mapping is sane: receipt after capture, never seconds later.
+        assert f.receipt_stamp_ns - f.capture_stamp_ns < 5_000_000_000
     # The device clock is its own (not the host's) and ticks in microseconds.
     assert abs(frames[0].device_stamp_ns - frames[0].capture_stamp_ns) > 1_000_000
     assert all(f.device_stamp_ns % 1000 == 0 for f in frames)
@@ -185,19 +186,23 @@ def test_an_injected_drop_is_a_frame_number_gap_of_that_size(virtual):
 def test_a_freeze_repeats_the_image_under_new_frame_numbers(virtual):
     spec = camera_spec(depth=False)
     device = virtual(spec)
+    deadline = time.monotonic() + 30
     with RealSenseCamera(spec) as cam:
-        cam.read(timeout_s=2.0)
+        a, b = read_n(cam, 2)
+        assert not np.array_equal(a.color, b.color), "live frames differ (sensor noise)"
         device.inject_freeze(1.0)
-        # Drain what was queued before the freeze, then look at frames inside it.
-        frames = read_n(cam, 9)[-4:]
-        time.sleep(1.1)
-        read_n(cam, 6)  # skip what the syncer queued during the sleep
-        later = cam.read(timeout_s=2.0)
-    numbers = [f.frame_number for f in frames]
+        # Within the freeze frames keep coming, with new numbers, and the image repeats.
+        run = [cam.read(timeout_s=2.0)]
+        while len(run) < 4:
+            f = cam.read(timeout_s=2.0)
+            run = run + [f] if np.array_equal(f.color, run[-1].color) else [f]
+            assert time.monotonic() < deadline, "no repeated image during the freeze"
+        # After it, the image changes again.
+        while np.array_equal((later := cam.read(timeout_s=2.0)).color, run[0].color):
+            assert time.monotonic() < deadline, "the image still repeats long after the freeze"
+    numbers = [f.frame_number for f in run]
     assert all(b > a for a, b in itertools.pairwise(numbers))
-    for f in frames[1:]:
-        assert np.array_equal(f.color, frames[0].color)
-    assert not np.array_equal(later.color, frames[0].color), "content moves again after it"
+    assert later.frame_number > numbers[-1]
 
 
 def test_a_silent_device_makes_read_raise_naming_the_camera(virtual):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from importlib import metadata
 
 import numpy as np
 import pytest
@@ -43,12 +44,12 @@ def test_registered_under_its_rig_file_name():
 
 def test_paced_at_fps_with_increasing_numbers_and_stamps(world):
     cam = make(world, fps=30, width=160, height=120)
-    frames = []
     with cam:
-        t_end = time.monotonic() + 1.0
-        while time.monotonic() < t_end:
-            frames.append(cam.read(timeout_s=1.0))
-    assert 24 <= len(frames) <= 32  # loose: shared CI machines stall now and then
+        t0 = time.monotonic_ns()
+        frames = [cam.read(timeout_s=5.0) for _ in range(30)]
+        elapsed_ns = time.monotonic_ns() - t0
+    # Never faster than 30 fps: 30 frames take at least 29 periods (a slow machine, longer).
+    assert elapsed_ns >= 29 * round(1e9 / 30)
     numbers = [f.frame_number for f in frames]
     assert numbers[0] == 0 and all(b > a for a, b in zip(numbers, numbers[1:], strict=False))
     for key in ("device_stamp_ns", "capture_stamp_ns", "receipt_stamp_ns"):
@@ -82,9 +83,10 @@ def test_a_late_reader_sees_the_frame_number_jump(world):
         time.sleep(0.25)  # about 12 periods
         b = cam.read()
         c = cam.read()
-    assert b.frame_number - a.frame_number >= 8
-    assert c.frame_number == b.frame_number + 1
-    assert cam.frames_skipped >= 7
+    assert b.frame_number - a.frame_number >= 12  # slept 12.5 periods: at least 12 passed
+    assert c.frame_number > b.frame_number
+    # Every number jumped over is counted as skipped, however late each read came.
+    assert cam.frames_skipped == (c.frame_number - a.frame_number + 1) - 3
     assert cam.frames_delivered == 3
 
 
@@ -151,7 +153,7 @@ def test_info_and_intrinsics(world):
         info.serial == synthetic_serial("right_wrist") == make(world, "right_wrist").info().serial
     )
     assert info.serial != synthetic_serial("left_wrist")
-    assert info.firmware == "0.1.0"
+    assert info.firmware == metadata.version("teleop")  # the software is its firmware
     assert info.extra["view"] == "right_wrist"
     with cam:
         k = cam.intrinsics()
