@@ -107,6 +107,11 @@ class SerialPedal:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def pending(self) -> bytes:
+        """Bytes received that begin a token whose rest has not arrived yet."""
+        return self._buffer
+
     def feed(self, data: bytes) -> list[str]:
         """Decode received bytes into actions (kept across calls for split tokens)."""
         self._buffer += data

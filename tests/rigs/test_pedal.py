@@ -53,9 +53,10 @@ def test_multi_byte_tokens_split_across_reads(pty_pair):
     master, port = pty_pair
     got: list[str] = []
     mapping = {"GO\n": "start_stop", b"K": "keep", "KEEPNEXT": "rerecord"}
-    with SerialPedal(port, 115200, mapping, on_action=got.append):
+    with SerialPedal(port, 115200, mapping, on_action=got.append) as pedal:
         os.write(master, b"G")
-        time.sleep(0.15)  # the reader sees half a token first
+        wait_for(lambda: pedal.pending == b"G")  # the reader has seen half a token, alone
+        assert got == []
         os.write(master, b"O\nK")
         wait_for(lambda: len(got) == 2)
         os.write(master, b"KEEPNEXT")
