@@ -485,7 +485,12 @@ def test_latency_delays_replies(rig: VirtualRig, ports: dict[str, Port]):
     rig.inject_latency("left_leader", 0.4)  # longer than the port's timeout
     try:
         assert PH.ping(port, 1)[1] == sdk.COMM_RX_TIMEOUT
-        time.sleep(0.5)  # let the late reply land before the next request clears the port
+        # The late reply does land (0.4 s on; later on a loaded machine), before the next
+        # request clears the port.
+        deadline = time.monotonic() + 30
+        while port.ser.in_waiting == 0:
+            assert time.monotonic() < deadline, "the delayed reply never came"
+            time.sleep(0.01)
         patient = Port(rig.ports["left_leader"])
         patient.slack_ms = 2000.0
         patient.ser = port.ser  # same open port, longer timeout
