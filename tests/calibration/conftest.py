@@ -168,6 +168,16 @@ def wait_until(t_monotonic: float) -> None:
     time.sleep(max(0.0, t_monotonic - time.monotonic()) + 0.01)
 
 
+def wait_pose(rig: VirtualRig, arm: str, angles: np.ndarray, end: float) -> None:
+    """Wait until a virtual "pose" move has put ``arm`` at ``angles`` (after its end time;
+    on a loaded machine the servo process may get to it later)."""
+    wait_until(end)
+    deadline = time.monotonic() + 30
+    while not np.allclose(joint_pose(rig, arm), angles, atol=1e-6):
+        assert time.monotonic() < deadline, f"{arm} never reached the pose"
+        time.sleep(0.01)
+
+
 def joint_pose(rig: VirtualRig, arm: str) -> np.ndarray:
     """The true joint angles of an arm (the shared world the cameras render from)."""
     assert rig.world is not None

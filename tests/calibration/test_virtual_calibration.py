@@ -15,11 +15,34 @@ import pytest
 from calibration.mapping import mappings_for
 from calibration.records import ArmCalibration, wrap_rad
 from rigs.dynamixel import control_table as ct
-from rigs.dynamixel.bus import DynamixelBus
+from rigs.dynamixel.bus import BusError, DynamixelBus
 from rigs.virtual import launcher
 from rigs.virtual.servo_chain import arm_truth
 from teleop.doctor import Status, run_checks
-from tests.calibration.conftest import SPEC, TICK, Calibrated, cli, joint_pose, wait_until
+from tests.calibration.conftest import (
+    SPEC,
+    TICK,
+    Calibrated,
+    cli,
+    joint_pose,
+    wait_pose,
+    wait_until,
+)
+
+
+def _read_after_boot(bus: DynamixelBus, k: int):
+    """Read the arm once joint ``k``'s rebooted servo has booted: it answers again and counts
+    its position within one turn, as after a power cycle (it takes a moment)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            state = bus.read_state()
+            if abs(state.position_rad[k]) <= math.pi:
+                return state
+        except BusError:
+            pass
+        assert time.monotonic() < deadline, "the rebooted servo never came back within a turn"
+        time.sleep(0.02)
 
 
 def _arm(c: Calibrated, name: str) -> ArmCalibration:
@@ -110,7 +133,7 @@ def test_a_power_cycle_between_calibration_and_use_changes_nothing(calibrated: C
     pose[k] = ref[joint.name] + toward_wrap * 0.9
     rig.hold_operator(True, name)
     try:
-        wait_until(rig.calibration_move(name, "pose", angles=pose))
+        wait_pose(rig, name, pose, rig.calibration_move(name, "pose", angles=pose))
         arm = spec.arm(name).model_copy(update={"port": rig.ports[name]})
         with DynamixelBus(arm) as bus:
             before = bus.read_state().position_rad
@@ -120,8 +143,7 @@ def test_a_power_cycle_between_calibration_and_use_changes_nothing(calibrated: C
             mid = arm.joints[k].id
             result, _ = bus._packet.reboot(bus._port, mid)  # noqa: SLF001 (the wire REBOOT)
             assert result == sdk.COMM_SUCCESS
-            wait_until(time.monotonic() + 0.15)  # the servo boots
-            after = bus.read_state().position_rad
+            after = _read_after_boot(bus, k).position_rad
         assert abs(after[k]) <= math.pi  # back within one turn, as after a power cycle
         assert abs(abs(after[k] - before[k]) - 2 * math.pi) < 1e-9
         np.testing.assert_allclose(m.map(after), goal_before, atol=1e-9)
@@ -138,11 +160,10 @@ def test_checks_pass_when_the_leaders_match_and_refuse_a_pose_delta(calibrated: 
     rig.hold_operator(True)
     try:
         # Each leader held where its follower stands (what a person does before recording).
-        ends = [
-            rig.calibration_move(f.follows or "", "pose", angles=joint_pose(rig, f.name))
-            for f in spec.followers
-        ]
-        wait_until(max(ends))
+        targets = {f.follows or "": joint_pose(rig, f.name) for f in spec.followers}
+        ends = {a: rig.calibration_move(a, "pose", angles=p) for a, p in targets.items()}
+        for leader, pose_rad in targets.items():
+            wait_pose(rig, leader, pose_rad, ends[leader])
         results = run_checks(spec, calibrated.data_root, ports=rig.ports)
         fails = [str(r) for r in results if r.status == Status.FAIL]
         assert fails == []
@@ -151,7 +172,7 @@ def test_checks_pass_when_the_leaders_match_and_refuse_a_pose_delta(calibrated: 
         pose = joint_pose(rig, "left_follower")
         shoulder = spec.arm("left_follower").joint_names.index("shoulder")
         pose[shoulder] += 1.0
-        wait_until(rig.calibration_move("left_leader", "pose", angles=pose))
+        wait_pose(rig, "left_leader", pose, rig.calibration_move("left_leader", "pose", angles=pose))
         results = run_checks(spec, calibrated.data_root, ports=rig.ports, max_age_days=1)
         (fail,) = [r for r in results if r.status == Status.FAIL]
         assert (fail.check, fail.subject, fail.joint) == ("pose delta", "left_follower", "shoulder")
