@@ -77,6 +77,10 @@ class SqueezeDetector:
         self.closed_below = closed_below
         self._released = False  # both seen open since the last fire / not-ready time
         self._since: float | None = None
+        self.openings: dict[str, float] = {}
+        """The last opening seen of each leader gripper (what the operator's hands did)."""
+        self.updates = 0
+        """Samples fed so far."""
 
     def reset(self) -> None:
         """Not ready to start: forget any squeeze and wait for the grippers to open again."""
@@ -89,6 +93,11 @@ class SqueezeDetector:
             return None
         return all(g.opening(positions[g.leader]) < self.closed_below for g in self.grippers)
 
+    @property
+    def released(self) -> bool:
+        """Every gripper has been seen open since the last start (a squeeze may now count)."""
+        return self._released
+
     def held_for(self, now: float) -> float:
         """Seconds the current squeeze has lasted (0 when none counts)."""
         return 0.0 if self._since is None else max(0.0, now - self._since)
@@ -98,6 +107,8 @@ class SqueezeDetector:
         closed = self.squeezed(positions)
         if closed is None:
             return False
+        self.updates += 1
+        self.openings = {g.leader: g.opening(positions[g.leader]) for g in self.grippers}
         if not closed:
             self._released = True
             self._since = None

@@ -68,11 +68,8 @@ def test_sign_in_preflight_record_keep_discard_fault(qtbot, tmp_path, calibrated
     qtbot.keyClick(w, Qt.Key.Key_Space)
     qtbot.waitUntil(lambda: state() is RunnerState.RECORDING, timeout=10_000)
     assert w.record.state_label.text().startswith("● RECORDING")
-    qtbot.wait(1500)
-    # Live previews: every camera's tile has shown frames pulled by the timer.
-    assert all(t.shown >= 10 for t in w.record.tiles.values()), {
-        n: t.shown for n, t in w.record.tiles.items()
-    }
+    # Live previews: every camera's tile shows frames pulled by the timer.
+    qtbot.waitUntil(lambda: all(t.shown >= 10 for t in w.record.tiles.values()), timeout=30_000)
     qtbot.keyClick(w, Qt.Key.Key_Space)
     qtbot.waitUntil(lambda: w.record.status.undecided == 1, timeout=20_000)
     assert w.record.state_label.text() == "KEEP EPISODE 0001?"
