@@ -88,8 +88,9 @@ def test_sign_in_preflight_record_keep_discard_fault(qtbot, tmp_path, calibrated
     qtbot.waitUntil(lambda: w.record.status.undecided == 2, timeout=20_000)
     qtbot.keyClick(w, Qt.Key.Key_D)
     qtbot.waitUntil(lambda: w.record.status.discarded == 1, timeout=10_000)
-    qtbot.wait(100)
-    assert w.record.counter_label.text() == "Kept 1 / 5   ·   discarded 1"
+    qtbot.waitUntil(
+        lambda: w.record.counter_label.text() == "Kept 1 / 5   ·   discarded 1", timeout=10_000
+    )
 
     session_root = w.station.session.root
     m = manifest(root)
