@@ -167,6 +167,17 @@ class Controls(_Strict):
     )
 
 
+class Live(_Strict):
+    """The live Foxglove view (``teleop record --live``): what it sends, never what is recorded."""
+
+    camera_fps: float = Field(
+        default=10.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="per camera, the most frames a second sent to live viewers (the file keeps all)",
+    )
+
+
 class RigSpec(_Strict):
     """A whole rig."""
 
@@ -183,6 +194,7 @@ class RigSpec(_Strict):
     safety: Safety = Safety()
     quality: QualityGates = QualityGates()
     controls: Controls = Controls()
+    live: Live = Live()
     arms: list[Arm] = Field(min_length=1)
     cameras: list[Camera] = []
 

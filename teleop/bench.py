@@ -202,6 +202,133 @@ def run_bench_record(
             out(format_result(bench_one(rig, rate, seconds, Path(tmp), uvc_files=uvc_files)))
 
 
+LIVE_CLIENT = Path(__file__).resolve().parent.parent / "tests" / "foxglove" / "live_client.mjs"
+
+
+def _live_client_command(url: str, seconds: float) -> list[str]:
+    """The Node Foxglove client (tests/foxglove) subscribing to every topic for ``seconds``."""
+    import shutil
+
+    from teleop.errors import TeleopError
+
+    node = shutil.which("node")
+    installed = LIVE_CLIENT.parent / "node_modules" / "@foxglove" / "ws-protocol"
+    if node is None or not installed.is_dir():
+        raise TeleopError(
+            "the live bench needs Node and Foxglove's client: run `bash setup.sh test` "
+            "(or `npm ci --prefix tests/foxglove`)"
+        )
+    return [node, str(LIVE_CLIENT), url, "--all", "--seconds", f"{seconds:g}"]
+
+
+def bench_live(
+    rig: str, rate_hz: float, seconds: float, data_root: Path
+) -> list[dict[str, object]]:
+    """Three episodes in one session: live view off; on, nobody watching; on, a client
+    subscribed to every topic. Returns per episode the quality record, CPU and live counters."""
+    import json
+    import subprocess
+
+    from teleop.live import LiveAddress, LivePublisher
+
+    loaded = load_rig(rig)
+    publisher = LivePublisher(LiveAddress("127.0.0.1", 0), camera_fps=loaded.spec.live.camera_fps)
+    publisher.start()
+    rows: list[dict[str, object]] = []
+    try:
+        with RigRuntime(loaded) as runtime:
+            recorder, session = start_session(
+                runtime, data_root, operator="bench", task="bench-live", rate_hz=rate_hz
+            )
+            runner = EpisodeRunner(recorder, session)
+            me = psutil.Process()
+            procs = [me, *me.children(recursive=True)]
+            client: subprocess.Popen[str] | None = None
+            try:
+                time.sleep(1.0)
+                for label in ("live view off", "live view on, no client", "live view on, 1 client"):
+                    recorder.live = None if label == "live view off" else publisher
+                    if label.endswith("1 client"):
+                        client = subprocess.Popen(
+                            _live_client_command(publisher.url, seconds + 10.0),
+                            stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE,
+                            text=True,
+                        )
+                        deadline = time.monotonic() + 60
+                        while publisher.stats().clients < 1:
+                            if time.monotonic() > deadline or client.poll() is not None:
+                                raise RuntimeError("the live client did not subscribe within 60 s")
+                            time.sleep(0.05)
+                    before = publisher.stats()
+                    cpu0, wall0 = _cpu_seconds(procs), time.monotonic()
+                    result = runner.record(seconds)
+                    cpu1, wall1 = _cpu_seconds(procs), time.monotonic()
+                    after = publisher.stats()
+                    rows.append({
+                        "label": label,
+                        "quality": result.quality,
+                        "cpu_percent": 100.0 * (cpu1 - cpu0) / (wall1 - wall0),
+                        "published": after.published - before.published,
+                        "throttled": after.throttled - before.throttled,
+                        "live_dropped": after.dropped - before.dropped,
+                    })  # fmt: skip
+                if client is not None:
+                    out, _err = client.communicate(timeout=seconds + 60)
+                    got = json.loads(out) if out.strip() else {"topics": {}}
+                    topics = got["topics"].values()
+                    rows[-1]["client_received"] = sum(t["received"] for t in topics)
+                    rows[-1]["client_decoded"] = sum(t["decoded"] for t in topics)
+                    rows[-1]["client_topics"] = len(got["topics"])
+            finally:
+                if client is not None and client.poll() is None:
+                    client.kill()
+                    client.wait()
+                runner.close()
+                recorder.stop()
+    finally:
+        publisher.stop()
+    return rows
+
+
+def format_live(rows: list[dict[str, object]], rate_hz: float, camera_fps: float) -> str:
+    """The live bench's episodes side by side, one line each."""
+    lines = [
+        f"{'episode':<26} {'achieved Hz':>11} {'p99 period err ms':>18} {'frames dropped':>15} "
+        f"{'CPU %':>6}  live: published / throttled / dropped"
+    ]
+    for r in rows:
+        q = r["quality"]
+        assert isinstance(q, dict)
+        dropped = sum(c["dropped"] for c in q["cameras"].values())
+        lines.append(
+            f"{r['label']:<26} {q['achieved_rate_hz']:>11.2f} {q['period_error_ms']['p99']:>18.3f} "
+            f"{dropped:>15d} {r['cpu_percent']:>6.0f}  "
+            f"{r['published']} / {r['throttled']} / {r['live_dropped']}"
+        )
+    last = rows[-1]
+    if "client_received" in last:
+        lines.append(
+            f"client (Node, @foxglove/ws-protocol, every topic): received "
+            f"{last['client_received']} messages on {last['client_topics']} topics, decoded "
+            f"{last['client_decoded']}"
+        )
+    lines.append(f"(requested {rate_hz:g} Hz; live cameras at {camera_fps:g} fps)")
+    return "\n".join(lines)
+
+
+def run_bench_live(*, rig: str, seconds: float, rate_hz: float, out: Callable[[str], None]) -> None:
+    """``teleop bench record --live``: the recording's figures without and with a live client."""
+    camera_fps = load_rig(rig).spec.live.camera_fps
+    out(
+        f"teleop bench record --live: rig {rig}, {rate_hz:g} Hz, {seconds:g} s per episode; "
+        "live view off, on with nobody watching, on with a client subscribed to every topic"
+    )
+    with tempfile.TemporaryDirectory(prefix="teleop-bench-live-") as tmp:
+        _calibrate_quietly(rig, Path(tmp))
+        out(format_live(bench_live(rig, rate_hz, seconds, Path(tmp)), rate_hz, camera_fps))
+
+
 def _calibrate_quietly(rig: str, data_root: Path) -> None:
     """Calibrate every arm of a virtual rig into ``data_root`` (recording requires it)."""
     import io

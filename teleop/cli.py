@@ -20,6 +20,11 @@ EXIT_USAGE = 2
 def _record(args: argparse.Namespace) -> int:
     from teleop.record_command import run_record
 
+    live = None
+    if args.live is not None:  # parsed first: a malformed address stops before anything opens
+        from teleop.live import parse_live_address
+
+        live = parse_live_address(args.live)
     session_dir = run_record(
         rig=args.rig,
         operator=args.operator,
@@ -37,6 +42,7 @@ def _record(args: argparse.Namespace) -> int:
         allow_uncalibrated=args.uncalibrated,
         max_pose_delta_rad=args.max_pose_delta,
         max_calibration_age_days=args.max_calibration_age_days,
+        live=live,
     )
     print(session_dir)
     return 0
@@ -85,6 +91,11 @@ def _bench(args: argparse.Namespace) -> int:
     from teleop.bench import run_bench_record
 
     rates = [float(r) for r in args.rates.split(",")]
+    if args.live:
+        from teleop.bench import run_bench_live
+
+        run_bench_live(rig=args.rig, seconds=args.seconds, rate_hz=rates[0], out=print)
+        return 0
     run_bench_record(
         rig=args.rig, seconds=args.seconds, rates=rates, out=print, uvc_files=args.uvc_files
     )
@@ -154,6 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.5,
         help="stop an episode cleanly below this (default 0.5)",
     )
+    r.add_argument(
+        "--live",
+        nargs="?",
+        const="",
+        metavar="HOST:PORT",
+        help="serve the recording live to Foxglove on a WebSocket (default 127.0.0.1:8765; "
+        "PORT, HOST:PORT or [IPV6]:PORT; 0.0.0.0 for every interface)",
+    )
     r.set_defaults(func=_record)
 
     i = sub.add_parser(
@@ -207,6 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--uvc-files",
         action="store_true",
         help="replace the synthetic wrist cameras by OpenCV cameras playing rendered video files",
+    )
+    br.add_argument(
+        "--live",
+        action="store_true",
+        help="three episodes at the first of --rates, side by side: live view off, on with "
+        "nobody watching, on with a Foxglove client (Node) subscribed to every topic",
     )
     br.set_defaults(func=_bench)
     bc = bsub.add_parser("crash", help="kill -9 during recording N times; recover; report loss")

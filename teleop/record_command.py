@@ -7,9 +7,10 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from calibration.checks import DEFAULT_MAX_AGE_DAYS, DEFAULT_POSE_DELTA_RAD
-from rigs.spec import load_rig
+from rigs.spec import LoadedRig, load_rig
 from teleop.clock import SessionClock, iso_utc
 from teleop.episode.recover import recover
 from teleop.errors import TeleopError
@@ -19,6 +20,9 @@ from teleop.recording.preflight import Calibration, load_calibration
 from teleop.recording.recorder import EpisodeResult, Recorder
 from teleop.rig_runtime import RigRuntime
 from teleop.session import Session, find_unfinished, resolve_data_root
+
+if TYPE_CHECKING:
+    from teleop.live import LiveAddress, LivePublisher
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +56,13 @@ def start_session(
     allow_uncalibrated: bool = False,
     max_pose_delta_rad: float = DEFAULT_POSE_DELTA_RAD,
     max_calibration_age_days: float = DEFAULT_MAX_AGE_DAYS,
+    live: LivePublisher | None = None,
 ) -> tuple[Recorder, Session]:
     """Start the control loop and cameras, then create the session folder.
 
     Bus problems (missing port, motor not answering, wrong model) raise before the session
-    folder exists, so a failed start leaves nothing behind.
+    folder exists, so a failed start leaves nothing behind. ``live``, a started
+    :class:`~teleop.live.LivePublisher`, is given every message the episodes write.
     """
     existing = data_root
     while not existing.exists() and existing != existing.parent:
@@ -75,6 +81,7 @@ def start_session(
         calibration=calibration,
         max_pose_delta_rad=max_pose_delta_rad,
         max_calibration_age_days=max_calibration_age_days,
+        live=live,
     )
     recorder.start()
     try:
@@ -136,13 +143,70 @@ def run_record(
     allow_uncalibrated: bool = False,
     max_pose_delta_rad: float = DEFAULT_POSE_DELTA_RAD,
     max_calibration_age_days: float = DEFAULT_MAX_AGE_DAYS,
+    live: LiveAddress | None = None,
 ) -> Path:
-    """Record and return the session directory. Any file already closed stays valid."""
+    """Record and return the session directory. Any file already closed stays valid.
+
+    With ``live``, a Foxglove WebSocket server listens there for the whole session (its
+    address is checked by binding, before the rig opens or any folder is made) and serves
+    what the episodes write; its counters are the last progress line.
+    """
     say = progress or (lambda line: None)
     loaded = load_rig(rig)
     if rate_hz is not None and not 1.0 <= rate_hz <= 1000.0:
         raise TeleopError(f"--rate {rate_hz:g}: the control rate must be between 1 and 1000 Hz")
     data_root = resolve_data_root(data_dir)
+    publisher: LivePublisher | None = None
+    if live is not None:
+        from teleop.live import LivePublisher
+
+        publisher = LivePublisher(live, camera_fps=loaded.spec.live.camera_fps).start()
+        say(f"live view: {publisher.url} (in Foxglove: Open connection, Foxglove WebSocket)")
+    try:
+        return _record_session(
+            loaded,
+            data_root,
+            operator=operator,
+            task=task,
+            episodes=episodes,
+            seconds=seconds,
+            rate_hz=rate_hz,
+            seed=seed,
+            say=say,
+            min_free_gb=min_free_gb,
+            stop_free_gb=stop_free_gb,
+            resume=resume,
+            recover_partial=recover_partial,
+            allow_uncalibrated=allow_uncalibrated,
+            max_pose_delta_rad=max_pose_delta_rad,
+            max_calibration_age_days=max_calibration_age_days,
+            live=publisher,
+        )
+    finally:
+        if publisher is not None:
+            say(publisher.stop().describe())
+
+
+def _record_session(
+    loaded: LoadedRig,
+    data_root: Path,
+    *,
+    operator: str,
+    task: str,
+    episodes: int,
+    seconds: float,
+    rate_hz: float | None,
+    seed: int,
+    say: Callable[[str], None],
+    min_free_gb: float,
+    stop_free_gb: float,
+    resume: str | None,
+    recover_partial: bool,
+    allow_uncalibrated: bool,
+    max_pose_delta_rad: float,
+    max_calibration_age_days: float,
+    live: LivePublisher | None,
+) -> Path:
     resume_root = Path(resume) if resume else None
     for partial in find_unfinished(data_root):
         if recover_partial and resume_root is not None and partial.parent == resume_root:
@@ -163,6 +227,7 @@ def run_record(
                 allow_uncalibrated=allow_uncalibrated,
                 max_pose_delta_rad=max_pose_delta_rad,
                 max_calibration_age_days=max_calibration_age_days,
+                live=live,
             )
             if recover_partial:
                 for out in recover_unfinished(session):

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from calibration.checks import DEFAULT_MAX_AGE_DAYS, DEFAULT_POSE_DELTA_RAD
 from calibration.store import provenance_metadata
@@ -32,6 +33,9 @@ from teleop.recording.quality import quality_record
 from teleop.recording.writer_thread import DiagnosticStatus, EpisodeWriterThread, metadata_values
 from teleop.rig_runtime import RigRuntime
 from teleop.session import Session
+
+if TYPE_CHECKING:
+    from teleop.live.publisher import LivePublisher
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +73,11 @@ class Recorder:
         calibration: Calibration | Callable[[], Calibration] | None = None,
         max_pose_delta_rad: float = DEFAULT_POSE_DELTA_RAD,
         max_calibration_age_days: float = DEFAULT_MAX_AGE_DAYS,
+        live: LivePublisher | None = None,
     ):
         self.runtime = runtime
+        # The live view, if any: attach or detach it at any time, episodes pick it up at once.
+        self.live: LivePublisher | None = live
         self.session: Session | None = None
         self.clock = clock
         spec = runtime.spec
@@ -113,6 +120,12 @@ class Recorder:
         if active is not None:
             camera, kind, detail, mono_ns = event
             active.camera_event(camera, kind, detail, mono_ns)
+
+    def _live_tap(self, topic: str, type_name: str, log_time_ns: int, data: bytes) -> None:
+        # The episode writer's tap (its thread): hands the bytes just written to the live view.
+        live = self.live
+        if live is not None:
+            live.tap(topic, type_name, log_time_ns, data)
 
     def start(self) -> None:
         """Connect the buses and start the control loop and the cameras.
@@ -223,6 +236,9 @@ class Recorder:
                 "dropped_this_episode": str(dropped),
             }
             statuses.append((level, f"camera/{name}", msg, cap.camera.info().serial, values))
+        live = self.live
+        if live is not None:
+            statuses.append((0, "live/view", live.url, "", live.diagnostic_values()))
         return statuses
 
     def _provenance(self, index: int, start_utc_ns: int) -> dict[str, str]:
@@ -281,7 +297,7 @@ class Recorder:
         self.disk_guard.check_can_start()
         index, path = self.session.next_episode()
         start_utc = self.clock.now_utc_ns()
-        writer = EpisodeWriter(path)
+        writer = EpisodeWriter(path, tap=self._live_tap)
         writer.add_metadata("provenance", self._provenance(index, start_utc))
         writer.add_metadata("hardware", self._hardware())
         if self.calibration.calibrated:
