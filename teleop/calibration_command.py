@@ -193,7 +193,7 @@ def calibrate_arm(
 ) -> CalibrationRecord:
     """Calibrate one arm on ``port``: the virtual rig's hands, or a person at ``terminal``."""
     arm = spec.arm(arm_name).model_copy(update={"port": port})
-    with DynamixelBus(arm) as bus:
+    with DynamixelBus(arm, emulated=spec.virtual) as bus:
         proc = CalibrationProcedure(
             spec,
             arm_name,

@@ -112,7 +112,7 @@ def _bus_checks(
             out.append(_ok("latency timer", arm.name, text))
         if not open_buses:
             continue
-        bus = DynamixelBus(arm.model_copy(update={"port": port}))
+        bus = DynamixelBus(arm.model_copy(update={"port": port}), emulated=spec.virtual)
         try:
             found = bus.connect()
             motors[arm.name] = found

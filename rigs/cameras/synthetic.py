@@ -20,6 +20,7 @@ from rigs.cameras.base import Camera, CameraError, CameraInfo, Frame, Intrinsics
 from rigs.cameras.pacing import FramePacer
 from rigs.spec import Camera as CameraSpec
 from rigs.spec import RigSpec
+from rigs.virtual.render_process import RenderError, RenderProcess
 from rigs.virtual.renderer import VIEWS, Renderer
 from rigs.virtual.world import SharedWorld
 
@@ -67,6 +68,7 @@ class SyntheticCamera(Camera):
         seed = int.from_bytes(hashlib.sha256(self._serial.encode()).digest()[:8], "big")
         self._device_epoch_ns = random.Random(seed).randrange(10**9, 10**12)
         self._renderer: Renderer | None = None
+        self._remote: RenderProcess | None = None
         self._stop = threading.Event()
         self._pacer = FramePacer(spec.name, spec.fps, self._stop)
         self._connected = False
@@ -85,6 +87,21 @@ class SyntheticCamera(Camera):
             self._renderer = Renderer(self._rig, self._view, self.spec.width, self.spec.height)
         except ValueError as exc:
             raise CameraError(f"camera {self.name!r}: {exc}") from None
+        # Drawing happens in a process of its own, off the app's GIL (render_process.py).
+        remote = RenderProcess(
+            self._rig,
+            self._view,
+            self.spec.width,
+            self.spec.height,
+            self._world,
+            self._followers,
+            self.name,
+        )
+        try:
+            remote.start()
+        except RenderError as exc:
+            raise CameraError(str(exc)) from None
+        self._remote = remote
         self._stop.clear()
         self._t0_ns = time.monotonic_ns()
         self._pacer.start(self._t0_ns)
@@ -104,13 +121,16 @@ class SyntheticCamera(Camera):
         """Stop; a ``read()`` waiting in another thread wakes and raises CameraError."""
         self._connected = False
         self._stop.set()
+        remote, self._remote = self._remote, None
+        if remote is not None:
+            remote.close()
 
     # -- frames -----------------------------------------------------------------------------
 
     def read(self, timeout_s: float = 1.0) -> Frame:
         """Wait for the next frame deadline, render the current follower pose, return it."""
-        renderer = self._renderer
-        if not self._connected or renderer is None:
+        remote = self._remote
+        if not self._connected or remote is None:
             raise CameraError(f"camera {self.name!r} is not connected; call connect() first")
         deadline, missed = self._pacer.wait(timeout_s)
         frame_number = self._next_frame_number + missed
@@ -120,8 +140,12 @@ class SyntheticCamera(Camera):
         # The exposure happens at the deadline; rendering stands in for readout and transfer.
         capture_ns = deadline
         device_ns = self._device_clock_ns(capture_ns)
-        angles = {name: self._world.read(name) for name in self._followers}
-        color, depth = renderer.render(angles, frame_number, device_ns)
+        try:
+            color, depth = remote.render(frame_number, device_ns)  # the pose now, drawn
+        except RenderError as exc:
+            if not self._connected:
+                raise CameraError(f"camera {self.name!r} disconnected") from None
+            raise CameraError(str(exc)) from None
         self.frames_delivered += 1
         return Frame(
             color=color,

@@ -58,10 +58,14 @@ class _PortHandler(sdk.PortHandler):
     """
 
     latency_ms: float = 1.0
+    extra_ms: float = 0.0
+    """More time for each reply (an emulated bus: see DynamixelBus ``emulated``)."""
 
     def setPacketTimeout(self, packet_length: int) -> None:  # noqa: N802 (SDK name)
         self.packet_start_time = self.getCurrentTime()
-        self.packet_timeout = self.tx_time_per_byte * packet_length + 2.0 * self.latency_ms + 2.0
+        self.packet_timeout = (
+            self.tx_time_per_byte * packet_length + 2.0 * self.latency_ms + 2.0 + self.extra_ms
+        )
 
     def getCurrentTime(self) -> float:  # noqa: N802 (SDK name)
         # Milliseconds on the monotonic clock: a wall-clock step must not fake a timeout.
@@ -135,9 +139,19 @@ class DynamixelBus:
         *,
         retries: int = 2,
         fault_after_failed_cycles: int = 2,
+        emulated: bool = False,
     ):
         self.arm = arm
         self.name = arm.name
+        # An emulated bus (the virtual rig's servo process) shares the CPU with the app: a
+        # reply may come late, and a retry would then read the late reply as its own. It gets
+        # one attempt with the time of all of them instead, so a failed read, and so a fault,
+        # is declared after the same time as on a real bus.
+        self.emulated = emulated
+        self._extra_ms = 0.0
+        if emulated:
+            self._extra_ms = retries * (2.0 * _PortHandler.latency_ms + 2.0)
+            retries = 0
         self.retries = retries
         self.fault_after_failed_cycles = fault_after_failed_cycles
         # Two failed cycles in a row (each already retried): at 50 Hz a silent follower bus is
@@ -170,6 +184,7 @@ class DynamixelBus:
                 f"'port' for arm {self.name} in the rig file"
             )
         handler = _PortHandler(port)
+        handler.extra_ms = self._extra_ms
         self.latency_timer_ms = ftdi_latency_timer_ms(port)
         if self.latency_timer_ms is not None:
             handler.latency_ms = float(self.latency_timer_ms)
@@ -454,6 +469,8 @@ def _adapter_serial(port: str) -> str | None:
 def open_buses(spec: RigSpec, ports: dict[str, str]) -> dict[str, DynamixelBus]:
     """Connect every arm of ``spec`` (ports overridden by ``ports``) and set its modes.
 
+    The buses of a ``virtual`` rig are emulated (see :class:`DynamixelBus`).
+
     Leaders torque-off, followers holding where they stand. On any error the buses already
     opened are closed again before it propagates.
     """
@@ -462,7 +479,7 @@ def open_buses(spec: RigSpec, ports: dict[str, str]) -> dict[str, DynamixelBus]:
         for arm in spec.arms:
             if arm.name in ports:
                 arm = arm.model_copy(update={"port": ports[arm.name]})
-            bus = DynamixelBus(arm)
+            bus = DynamixelBus(arm, emulated=spec.virtual)
             bus.connect()
             buses[arm.name] = bus
         for arm in spec.leaders:

@@ -34,6 +34,7 @@ from rigs.cameras.base import CameraError, Intrinsics
 from rigs.cameras.realsense import register_software_device, unregister_software_device
 from rigs.spec import Camera as CameraSpec
 from rigs.spec import RigSpec
+from rigs.virtual.render_process import RenderError, RenderProcess
 from rigs.virtual.renderer import VIEWS, Renderer
 from rigs.virtual.world import SharedWorld
 
@@ -113,6 +114,10 @@ class VirtualRealSense:
         self._world = world
         self._followers = [a.name for a in rig.followers]
         self._renderer = Renderer(rig, view, spec.width, spec.height)
+        # Drawing happens in a process of its own, off the app's GIL (render_process.py).
+        self._remote = RenderProcess(
+            rig, view, spec.width, spec.height, world, self._followers, spec.name
+        )
         self._period_ns = round(1e9 / spec.fps)
         self._depth_history_len = depth_history
         # Depth leaves the device in these units (D435: 1 mm; D405: 0.1 mm). The renderer
@@ -212,6 +217,10 @@ class VirtualRealSense:
         """Start the feeder; the first frame is due one period from now."""
         if self._thread is not None:
             return
+        try:
+            self._remote.start()
+        except RenderError as exc:
+            raise CameraError(str(exc)) from None
         self._stop.clear()
         self._t0_ns = time.monotonic_ns()
         self._thread = threading.Thread(
@@ -234,6 +243,7 @@ class VirtualRealSense:
         thread, self._thread = self._thread, None
         if thread is not None:
             thread.join(timeout=2.0)
+        self._remote.close()
         unregister_software_device(self.serial)
 
     def __enter__(self) -> VirtualRealSense:
@@ -327,8 +337,13 @@ class VirtualRealSense:
                 if len(self._capture_times) > 100_000:  # ~55 min at 30 fps; ints only
                     self._capture_times.popitem(last=False)
                 if not frozen:
-                    angles = {name: self._world.read(name) for name in self._followers}
-                    color, depth = self._renderer.render(angles, frame_number, device_ns)
+                    try:
+                        color, depth = self._remote.render(frame_number, device_ns)
+                    except RenderError as exc:
+                        if not self._stop.is_set():
+                            log.error("virtual RealSense %s: %s", self.serial, exc)
+                        return  # the device goes silent, as an unplugged one would
+
                 if jitter_s and self._stop.wait(jitter_s):
                     return
                 self._push(color, depth, frame_number, device_ns)
