@@ -102,6 +102,13 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_torque_off(args: argparse.Namespace) -> int:
+    from teleop.bench_faults import run_bench_torque_off
+
+    run_bench_torque_off(rig=args.rig, trials=args.trials, out=print)
+    return 0
+
+
 def _bench_crash(args: argparse.Namespace) -> int:
     from teleop.bench import run_bench_crash
 
@@ -239,6 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
     bc.add_argument("--trials", type=int, default=10)
     bc.add_argument("--seed", type=int, default=0)
     bc.set_defaults(func=_bench_crash)
+    bt = bsub.add_parser(
+        "torque-off", help="time from a follower bus fault to the followers' torque-off"
+    )
+    bt.add_argument("--rig", default="sim-bimanual")
+    bt.add_argument("--trials", type=int, default=10)
+    bt.set_defaults(func=_bench_torque_off)
     return p
 
 
