@@ -28,6 +28,7 @@ from PySide6.QtWidgets import QApplication, QMainWindow, QStackedWidget
 
 from rigs.pedal import PedalError, SerialPedal, parse_mapping, parse_port
 from teleop.doctor import CheckResult
+from teleop.live import LiveAddress, LiveViewError, parse_live_address
 from teleop.operators import OPERATORS_FILE
 from teleop.session import Session, resolve_data_root
 from teleop.tasks import TASKS_FILE
@@ -65,13 +66,18 @@ class MainWindow(QMainWindow):
         sound: bool = True,
         pedal: SerialPedal | None = None,
         export_relay: ProgressRelay | None = None,
+        live: LiveAddress | None = None,
     ):
         super().__init__()
         self.data_root = data_root
         self.setWindowTitle("teleop — recording")
         self.worker = EngineWorker(self)
         self.station = Station(
-            data_root, seed=seed, min_free_gb=min_free_gb, stop_free_gb=stop_free_gb
+            data_root,
+            seed=seed,
+            min_free_gb=min_free_gb,
+            stop_free_gb=stop_free_gb,
+            live=live,
         )
         self.signin = SignInScreen(data_root, rig=rig)
         self.preflight = PreflightScreen()
@@ -459,6 +465,14 @@ def main(argv: list[str] | None = None) -> int:
         help="what the serial pedal's bytes mean (default 1=start_stop,2=keep,3=discard); "
         f"actions: {', '.join(PEDAL_ACTIONS)}",
     )
+    p.add_argument(
+        "--live",
+        nargs="?",
+        const="",
+        metavar="HOST:PORT",
+        help="start every session with the live Foxglove view on (default 127.0.0.1:8765; "
+        "the record screen's Live view switch turns it on and off, at this address)",
+    )
     p.add_argument("--debug", action="store_true", help="log engine details")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING)
@@ -472,6 +486,12 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--reviewer: give a non-empty id, e.g. --reviewer qa1")
     if args.reviewer and not args.review:
         p.error("--reviewer goes with --review")
+    live = None
+    if args.live is not None:
+        try:
+            live = parse_live_address(args.live)
+        except LiveViewError as exc:
+            p.error(str(exc))
     pedal = None
     if args.serial_pedal:
         try:
@@ -520,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
     window = MainWindow(
         resolve_data_root(args.data_dir), rig=args.rig, keymap=keymap,
         seed=args.seed, min_free_gb=args.min_free_gb, countdown_s=args.countdown,
-        sound=not args.no_sound, pedal=pedal,
+        sound=not args.no_sound, pedal=pedal, live=live,
     )  # fmt: skip
     if pedal is not None:
         try:

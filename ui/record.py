@@ -23,6 +23,7 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QImage, QKeySequence, QPixmap, QShortcut
 from PySide6.QtWidgets import (
     QApplication,
+    QCheckBox,
     QFrame,
     QGridLayout,
     QHBoxLayout,
@@ -287,6 +288,16 @@ class RecordScreen(QWidget):
         self.buttons["mark_success"].clicked.connect(self.mark_success)
         self.buttons["mark_failure"].clicked.connect(self.mark_failure)
         row.addStretch(1)
+        # The live Foxglove view of this session: on/off at any time, never a key (it is not
+        # part of recording); the URL and counters are in the health bar.
+        self.live_box = QCheckBox("Live view")
+        self.live_box.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.live_box.setToolTip(
+            f"Serve this session to Foxglove (Open connection → Foxglove WebSocket) at "
+            f"{station.live_address.url}"
+        )
+        self.live_box.toggled.connect(self.set_live)
+        row.addWidget(self.live_box)
         self.sessions_button = QPushButton("Sessions…")
         self.sessions_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.sessions_button.clicked.connect(self.show_sessions)
@@ -379,6 +390,9 @@ class RecordScreen(QWidget):
         self._auto_stopped = None
         self._stopped_at = None
         self._last_cycle = None
+        self._show_live_box(self.station.live is not None)
+        if self.station.live_error:
+            self.say(f"Live view is off: {self.station.live_error}", error=True)
         self.tick()
         self.timer.start()
 
@@ -392,6 +406,29 @@ class RecordScreen(QWidget):
         if self.station.runner is None:
             return
         self.worker.submit(fn, done, self.show_error)
+
+    def set_live(self, on: bool) -> None:
+        """The Live view switch: start or stop the session's live view on the engine thread."""
+
+        def done(_stats: Any) -> None:
+            if on and self.station.live is not None:
+                self.say(f"Live view on: open {self.station.live.url} in Foxglove.")
+            elif not on:
+                self.say("Live view off.")
+
+        def failed(exc: BaseException) -> None:
+            self._show_live_box(self.station.live is not None)
+            self.show_error(exc)
+
+        if self.station.runner is None:
+            self._show_live_box(False)
+            return
+        self.worker.submit(lambda: self.station.set_live(on), done, failed)
+
+    def _show_live_box(self, on: bool) -> None:
+        self.live_box.blockSignals(True)
+        self.live_box.setChecked(on)
+        self.live_box.blockSignals(False)
 
     def do_action(self, action: str) -> None:
         """Run a keymap action by name (``start_stop``, ``keep``, ...), e.g. from a pedal."""
@@ -744,6 +781,9 @@ class RecordScreen(QWidget):
             )
         parts.append("cameras: " + ", ".join(cams))
         parts.append(f"disk: {self._disk_text()}")
+        live = self.station.live_stats()
+        if live is not None:
+            parts.append(live.describe())
         self.health_label.setText("\n".join(parts))
 
     def _disk_text(self) -> str:

@@ -22,6 +22,8 @@ from rigs.cameras.base import Camera, CameraError
 from rigs.spec import LoadedRig, load_rig
 from teleop.clock import iso_utc
 from teleop.doctor import CheckResult, Status, run_checks
+from teleop.live import LiveAddress, LivePublisher, LiveStats, LiveViewError
+from teleop.live.publisher import DEFAULT_CAMERA_FPS
 from teleop.operators import Operator
 from teleop.record_command import WARMUP_S, start_session
 from teleop.recording.lifecycle import EpisodeRunner, RunnerState, TransitionError
@@ -114,11 +116,18 @@ class Station:
         seed: int = 0,
         min_free_gb: float = 2.0,
         stop_free_gb: float = 0.5,
+        live: LiveAddress | None = None,
     ):
         self.data_root = data_root
         self.seed = seed
         self.min_free_gb = min_free_gb
         self.stop_free_gb = stop_free_gb
+        # The live Foxglove view: where it listens, whether sessions start with it, and the
+        # running publisher (one per session, started and stopped on the engine thread).
+        self.live_address = live or LiveAddress()
+        self.live_wanted = live is not None
+        self.live: LivePublisher | None = None
+        self.live_error: str | None = None
         self.loaded: LoadedRig | None = None
         self.runtime: RigRuntime | None = None
         self.recorder: Recorder | None = None
@@ -166,9 +175,42 @@ class Station:
         )
         self.recorder, self.session = recorder, session
         self.runner = EpisodeRunner(recorder, session)
+        self.live_error = None
+        if self.live_wanted:
+            try:
+                self.set_live(True)
+            except LiveViewError as exc:  # recording matters more: start without the view
+                self.live_error = str(exc)
+                self.live_wanted = False
         time.sleep(WARMUP_S)  # streams run a moment before the first episode, as in the CLI
         self.runner.arm()
         return session
+
+    def set_live(self, on: bool) -> LiveStats | None:
+        """Start (``on``) or stop the live view of this session; returns its counters.
+
+        Started, it serves every message the episodes write from then on (the episode
+        recording now included). Raises :class:`LiveViewError` when it cannot listen.
+        """
+        if on:
+            if self.live is None:
+                spec = self.loaded.spec if self.loaded else None
+                fps = spec.live.camera_fps if spec else DEFAULT_CAMERA_FPS
+                self.live = LivePublisher(self.live_address, camera_fps=fps).start()
+            if self.recorder is not None:
+                self.recorder.live = self.live
+            self.live_wanted = True
+            return self.live.stats()
+        self.live_wanted = False
+        publisher, self.live = self.live, None
+        if self.recorder is not None:
+            self.recorder.live = None  # the writer stops handing over before the server goes
+        return publisher.stop() if publisher is not None else None
+
+    def live_stats(self) -> LiveStats | None:
+        """The live view's counters now, or None when it is off (any thread; never blocks)."""
+        live = self.live
+        return live.stats() if live is not None else None
 
     def toggle(self) -> str:
         """Start when armed, stop when recording; says which it did."""
@@ -249,10 +291,15 @@ class Station:
                 self.runner.close()
         finally:
             self.runner = None
-            if self.recorder is not None:
-                self.recorder.stop()
-            self.recorder = None
-            self.session = None
+            try:
+                if self.recorder is not None:
+                    self.recorder.stop()
+            finally:
+                wanted = self.live_wanted
+                self.set_live(False)
+                self.live_wanted = wanted  # the next session starts with the view as this one
+                self.recorder = None
+                self.session = None
         return session
 
     def close(self) -> None:
