@@ -108,9 +108,11 @@ case "${1:-}" in
     export QT_QPA_PLATFORM=offscreen
     .venv/bin/ruff check .
     .venv/bin/lint-imports
-    # The real-time tests run first, on a calm machine; then the LeRobot venv is made (about
-    # 6 GB written) and the LeRobot loading test runs in it.
-    .venv/bin/pytest -q --ignore=tests/teleop/test_lerobot_loads.py
+    # The real-time promises (torque-off within 100 ms, replay tracking) run first, in a
+    # step of their own on a calm machine; then everything else; then the LeRobot venv is
+    # made (about 6 GB written) and the LeRobot loading test runs in it.
+    .venv/bin/pytest -q -m realtime --ignore=tests/teleop/test_lerobot_loads.py
+    .venv/bin/pytest -q -m "not realtime" --ignore=tests/teleop/test_lerobot_loads.py
     lerobot_venv
     .venv/bin/pytest -q tests/teleop/test_lerobot_loads.py
     ;;

@@ -49,6 +49,7 @@ def _episode_intact(path: Path, fault_text: str) -> None:
     assert sum(1 for _ in iter_messages(path, ["/left_follower/joint_states"])) > 20
 
 
+@pytest.mark.realtime
 def test_follower_bus_silent_holds_then_torques_off(recording):
     runtime, recorder = recording
     path = recorder.start_episode()
@@ -60,11 +61,13 @@ def test_follower_bus_silent_holds_then_torques_off(recording):
     result = recorder.stop_episode()
     offs = _torque_offs_after(runtime, "right_follower", t_fault)
     assert offs, "the healthy follower was not torqued off"
-    assert (min(offs) - t_fault) / 1e6 < 100.0
+    ms = (min(offs) - t_fault) / 1e6
+    assert ms < 100.0, f"torque-off {ms:.1f} ms after the bus went silent (promise: 100 ms)"
     assert result.path == path
     _episode_intact(path, "stopped answering")
 
 
+@pytest.mark.realtime
 def test_motor_hardware_error_is_named_and_followers_torque_off(recording):
     runtime, recorder = recording
     path = recorder.start_episode()
@@ -76,7 +79,9 @@ def test_motor_hardware_error_is_named_and_followers_torque_off(recording):
     recorder.stop_episode()
     for arm in ("left_follower", "right_follower"):
         offs = _torque_offs_after(runtime, arm, t_fault)
-        assert offs and (min(offs) - t_fault) / 1e6 < 100.0, arm
+        assert offs, f"{arm} was not torqued off"
+        ms = (min(offs) - t_fault) / 1e6
+        assert ms < 100.0, f"{arm}: torque-off {ms:.1f} ms after the error (promise: 100 ms)"
     _episode_intact(path, "hardware error")
 
 
