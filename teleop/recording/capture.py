@@ -1,25 +1,25 @@
 """One capture thread per camera: read, check health, encode off the control thread, hand on.
 
-Health is judged here, on the raw frames, the same way for every driver:
-- a *gap* is a jump in the device's own frame numbers (frames the device or driver lost);
-- a *duplicate* is a frame whose content is identical to the previous one (a real sensor's
-  noise makes two genuine frames differ), and a run of duplicates lasting ``freeze_s`` is a
-  *freeze*;
-- a camera that delivers nothing for ``stall_timeout_s`` has *stopped*; it is reported once,
-  retried, and reported again when it resumes.
-cv2's JPEG/PNG encoders release the GIL, so encoding here does not stall other threads.
+Health is judged on the raw frames, the same way for every driver, by the state machine in
+``camera_health.py``. cv2's JPEG/PNG encoders release the GIL, so encoding here does not
+stall other threads.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from rigs.cameras.base import Camera, CameraError, Frame
 from rigs.cameras.codec import encode_depth_png, encode_jpeg
+from teleop.recording.camera_health import (
+    CameraHealth,
+    CaptureStats,
+    HealthEvent,
+    content_signature,
+)
 from teleop.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -44,21 +44,6 @@ class EncodedFrame:
     duplicate: bool = False
 
 
-@dataclass
-class CaptureStats:
-    captured: int = 0
-    frame_gaps: int = 0  # frames missing in the device's numbering
-    duplicates: int = 0
-    freezes: int = 0
-    stalls: int = 0
-
-
-def content_signature(color: object) -> int:
-    """A cheap fingerprint of an image's content (every 8th pixel in both directions)."""
-    sub = color[::8, ::8]  # type: ignore[index]
-    return zlib.crc32(sub.tobytes())
-
-
 class CaptureThread(Worker):
     """Reads ``camera`` until stopped and passes each encoded frame to ``sink``."""
 
@@ -74,66 +59,45 @@ class CaptureThread(Worker):
         self.camera = camera
         self.sink = sink
         self.on_event = on_event
-        self.stats = CaptureStats()
+        self.health = CameraHealth(freeze_frames=max(2, round(freeze_s * camera.spec.fps)))
         self.latest: Frame | None = None  # for live previews; swapped, never copied
         self.error: CameraError | None = None  # set while the camera is stopped
-        self.frozen = False
         self._quality = camera.spec.jpeg_quality
         self._stall_s = camera.spec.stall_timeout_s
-        self._freeze_frames = max(2, round(freeze_s * camera.spec.fps))
 
-    def _event(self, kind: str, detail: str) -> None:
-        level = logging.INFO if kind == "frames_missing" else logging.WARNING
-        log.log(level, "camera %s: %s %s", self.camera.name, kind, detail)
-        if self.on_event is not None:
-            self.on_event((self.camera.name, kind, detail, time.monotonic_ns()))
+    @property
+    def stats(self) -> CaptureStats:
+        return self.health.stats
+
+    @property
+    def frozen(self) -> bool:
+        return self.health.frozen
+
+    def _report(self, events: tuple[HealthEvent, ...]) -> None:
+        for e in events:
+            level = logging.INFO if e.kind == "frames_missing" else logging.WARNING
+            log.log(level, "camera %s: %s %s", self.camera.name, e.kind, e.detail)
+            if self.on_event is not None:
+                self.on_event((self.camera.name, e.kind, e.detail, e.at_ns))
 
     def _run(self) -> None:
-        last_number: int | None = None
-        last_signature: int | None = None
-        duplicate_run = 0
-        stopped_at: int | None = None
+        health = self.health
         while not self._stop.is_set():
             try:
                 frame = self.camera.read(timeout_s=self._stall_s)
             except CameraError as exc:
                 if self._stop.is_set():
                     return
-                if stopped_at is None:
-                    stopped_at = time.monotonic_ns()
-                    self.stats.stalls += 1
+                if not health.stopped:
                     self.error = exc
-                    self._event("camera_stopped", str(exc))
+                self._report(health.read_failed(str(exc), time.monotonic_ns()))
                 time.sleep(0.05)  # a driver that fails at once must not spin
                 continue
-            if stopped_at is not None:
-                self._event(
-                    "camera_resumed", f"after {(time.monotonic_ns() - stopped_at) / 1e9:.2f} s"
-                )
-                stopped_at = None
-                self.error = None
-            gap = 0
-            if last_number is not None and frame.frame_number > last_number + 1:
-                gap = frame.frame_number - last_number - 1
-                self.stats.frame_gaps += gap
-                self._event("frames_missing", f"{gap} frames missing before #{frame.frame_number}")
-            last_number = frame.frame_number
-            signature = content_signature(frame.color)
-            duplicate = signature == last_signature
-            last_signature = signature
-            if duplicate:
-                self.stats.duplicates += 1
-                duplicate_run += 1
-                if duplicate_run == self._freeze_frames:
-                    self.frozen = True
-                    self.stats.freezes += 1
-                    self._event("camera_frozen", f"{duplicate_run + 1} identical frames")
-            else:
-                if self.frozen:
-                    self.frozen = False
-                    self._event("camera_unfrozen", f"after {duplicate_run + 1} identical frames")
-                duplicate_run = 0
-            self.stats.captured += 1
+            self.error = None
+            verdict = health.frame(
+                frame.frame_number, content_signature(frame.color), time.monotonic_ns()
+            )
+            self._report(verdict.events)
             self.latest = frame
             jpeg = encode_jpeg(frame.color, self._quality)
             depth = encode_depth_png(frame.depth) if frame.depth is not None else None
@@ -146,7 +110,7 @@ class CaptureThread(Worker):
                     frame.device_stamp_ns,
                     jpeg,
                     depth,
-                    gap,
-                    duplicate,
+                    verdict.gap_before,
+                    verdict.duplicate,
                 )
             )
