@@ -294,16 +294,16 @@ def bench_live(
 def format_live(rows: list[dict[str, object]], rate_hz: float, camera_fps: float) -> str:
     """The live bench's episodes side by side, one line each."""
     lines = [
-        f"{'episode':<26} {'achieved Hz':>11} {'p99 period err ms':>18} {'frames dropped':>15} "
-        f"{'CPU %':>6}  live: published / throttled / dropped"
+        f"{'episode':<26} {'achieved Hz':>11} {'overruns':>8} {'p99 period err ms':>18} "
+        f"{'frames dropped':>15} {'CPU %':>6}  live: published / throttled / dropped"
     ]
     for r in rows:
         q = r["quality"]
         assert isinstance(q, dict)
         dropped = sum(c["dropped"] for c in q["cameras"].values())
         lines.append(
-            f"{r['label']:<26} {q['achieved_rate_hz']:>11.2f} {q['period_error_ms']['p99']:>18.3f} "
-            f"{dropped:>15d} {r['cpu_percent']:>6.0f}  "
+            f"{r['label']:<26} {q['achieved_rate_hz']:>11.2f} {q['overruns']:>8d} "
+            f"{q['period_error_ms']['p99']:>18.3f} {dropped:>15d} {r['cpu_percent']:>6.0f}  "
             f"{r['published']} / {r['throttled']} / {r['live_dropped']}"
         )
     last = rows[-1]
@@ -313,16 +313,23 @@ def format_live(rows: list[dict[str, object]], rate_hz: float, camera_fps: float
             f"{last['client_received']} messages on {last['client_topics']} topics, decoded "
             f"{last['client_decoded']}"
         )
-    lines.append(f"(requested {rate_hz:g} Hz; live cameras at {camera_fps:g} fps)")
+    lines.append(
+        f"(requested {rate_hz:g} Hz; live cameras at {camera_fps:g} fps; CPU: app + virtual rig, "
+        "not the client; frames dropped: by the recorder, summed over the cameras)"
+    )
     return "\n".join(lines)
 
 
 def run_bench_live(*, rig: str, seconds: float, rate_hz: float, out: Callable[[str], None]) -> None:
     """``teleop bench record --live``: the recording's figures without and with a live client."""
     camera_fps = load_rig(rig).spec.live.camera_fps
+    import os
+
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     out(
         f"teleop bench record --live: rig {rig}, {rate_hz:g} Hz, {seconds:g} s per episode; "
-        "live view off, on with nobody watching, on with a client subscribed to every topic"
+        "live view off, on with nobody watching, on with a client subscribed to every topic "
+        f"(load average at start {load})"
     )
     with tempfile.TemporaryDirectory(prefix="teleop-bench-live-") as tmp:
         _calibrate_quietly(rig, Path(tmp))
