@@ -7,10 +7,12 @@ before anything moves.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import select
 import struct
+import termios
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import dynamixel_sdk as sdk
 import numpy as np
+import serial
 
 from rigs.dynamixel import control_table as ct
 from rigs.spec import Arm, RigSpec
@@ -39,6 +42,15 @@ class MotorModelError(BusError):
 
 class BusFault(BusError):
     """The bus stopped answering during operation (after retries)."""
+
+
+class PortVanished(BusFault):
+    """The bus's serial port failed with an OS error: the adapter was unplugged, its USB hub
+    lost power, or (on the virtual rig) the servo process died."""
+
+
+# What pyserial, termios and the OS raise on a port whose device has gone.
+_PORT_GONE = (OSError, serial.SerialException, termios.error)
 
 
 class MotorHardwareError(BusError):
@@ -254,7 +266,8 @@ class DynamixelBus:
         """Close the port (torque is left as it is: a follower keeps holding)."""
         if self._port is not None:
             try:
-                self._port.closePort()
+                with contextlib.suppress(*_PORT_GONE):  # a vanished port closes as it can
+                    self._port.closePort()
             finally:
                 self._port = None
 
@@ -328,7 +341,22 @@ class DynamixelBus:
         group = sdk.GroupSyncWrite(self._port, self._packet, ct.TORQUE_ENABLE, 1)
         for mid in self.all_ids() or self._ids:
             group.addParam(mid, [0])
-        return group.txPacket() == sdk.COMM_SUCCESS
+        try:
+            return group.txPacket() == sdk.COMM_SUCCESS
+        except _PORT_GONE as exc:
+            raise self._vanished(exc) from exc
+
+    def _vanished(self, exc: BaseException) -> PortVanished:
+        if isinstance(exc, OSError) and exc.strerror:
+            why = exc.strerror
+        elif isinstance(exc, termios.error) and len(exc.args) == 2:
+            why = str(exc.args[1])
+        else:
+            why = str(exc) or type(exc).__name__
+        return PortVanished(
+            f"bus {self.name} ({self.arm.port}) vanished ({why}): the adapter was unplugged "
+            "or lost power; check its USB cable and hub, then start again"
+        )
 
     def configure_leader(self) -> None:
         """Leaders are moved by hand: torque off."""
@@ -364,7 +392,10 @@ class DynamixelBus:
         for attempt in range(self.retries + 1):
             if attempt:
                 self.stats.read_retries += 1
-            result, rows, alerts = self._sync_read()
+            try:
+                result, rows, alerts = self._sync_read()
+            except _PORT_GONE as exc:
+                raise self._vanished(exc) from exc
             if result == sdk.COMM_SUCCESS:
                 break
         if alerts:
@@ -438,7 +469,10 @@ class DynamixelBus:
         for mid, t in zip(self._ids, ticks, strict=True):
             self._writer.addParam(mid, list(struct.pack("<i", int(t))))
         self.stats.writes += 1
-        ok = self._writer.txPacket() == sdk.COMM_SUCCESS
+        try:
+            ok = self._writer.txPacket() == sdk.COMM_SUCCESS
+        except _PORT_GONE as exc:
+            raise self._vanished(exc) from exc
         if not ok:
             self.stats.failed_writes += 1
         return ok

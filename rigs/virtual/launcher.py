@@ -230,6 +230,18 @@ class VirtualRig:
         """Make a whole bus stop answering (``silent=False`` restores it)."""
         self._request("bus_silent", arm, silent)
 
+    def inject_bus_vanish(self, arm: str) -> None:
+        """Close ``arm``'s pseudo-terminal for good, as a USB adapter pulled out: the app's
+        reads and writes on that port fail with an I/O error from then on."""
+        self._request("bus_vanish", arm)
+
+    def kill(self) -> None:
+        """``kill -9`` the servo process: every bus's port vanishes at once, as when a USB hub
+        loses power."""
+        if self._proc is not None and self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join(5.0)
+
     def inject_motor_silent(self, arm: str, dxl_id: int, silent: bool = True) -> None:
         """Make one motor absent: it neither acts on nor answers any instruction."""
         self._request("motor_silent", arm, dxl_id, silent)

@@ -10,7 +10,8 @@ every arm's true joint angles go to the :class:`~rigs.virtual.world.SharedWorld`
 The process is started by :class:`rigs.virtual.launcher.VirtualRig` and controlled over a
 multiprocessing connection: every request ``(command, *args)`` gets one reply
 ``("ok", payload)`` or ``("error", message)``. Commands: ``stop``, ``ping``,
-``bus_silent(arm, silent)``, ``motor_silent(arm, id, silent)``,
+``bus_silent(arm, silent)``, ``bus_vanish(arm)`` (close its pseudo-terminal, as an unplugged
+adapter), ``motor_silent(arm, id, silent)``,
 ``hardware_error(arm, id, bits)``, ``latency(arm | None, seconds)``,
 ``clear_faults(arm | None)``, ``torque_log(arm)``, ``states(arm)``,
 ``hold_operator(arm | None, hold)`` (the scripted operator keeps the leader still),
@@ -347,12 +348,10 @@ class ServoServer:
 
     def serve(self, conn: Connection | None = None) -> None:
         """Run until a ``stop`` request (or until the controlling end of ``conn`` goes away)."""
-        fds = list(self._by_fd)
         conn_fd = conn.fileno() if conn is not None else -1
-        if conn is not None:
-            fds.append(conn_fd)
         next_tick = time.monotonic() + TICK_S
         while not self._stop:
+            fds = [*self._by_fd, conn_fd] if conn is not None else list(self._by_fd)
             now = time.monotonic()
             wake = next_tick
             if self._pending and self._pending[0][0] < wake:
@@ -367,7 +366,8 @@ class ServoServer:
                     self._on_readable(self._by_fd[fd], now)
             while self._pending and self._pending[0][0] <= now:
                 _, _, fd, reply = heapq.heappop(self._pending)
-                self._by_fd[fd].send(reply)
+                if fd in self._by_fd:  # not a bus whose port has vanished meanwhile
+                    self._by_fd[fd].send(reply)
             if now >= next_tick:
                 self._tick(now)
                 next_tick += TICK_S
@@ -406,6 +406,11 @@ class ServoServer:
             arm, silent = args
             for c in self._chains(arm):
                 c.set_silent(bool(silent))
+        elif name == "bus_vanish":
+            (arm,) = args
+            bus = self.buses[arm]
+            if self._by_fd.pop(bus.master_fd, None) is not None:
+                bus.close()  # the app's open port now fails with an I/O error: unplugged
         elif name == "motor_silent":
             arm, dxl_id, silent = args
             self._chains(arm)[0].set_motor_silent(int(dxl_id), bool(silent))

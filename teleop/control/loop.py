@@ -173,7 +173,10 @@ class ControlLoop(Worker):
             if previous is None:
                 previous = arms[follower.name].reading.position_rad
             command = self.clamps[follower.name].apply(target, previous)
-            self.buses[follower.name].write_goals(command)
+            try:
+                self.buses[follower.name].write_goals(command)
+            except BusError as exc:  # its port vanished
+                raise ArmFault(follower.name, "follower", exc) from exc
             self._previous[follower.name] = command
             commands[follower.name] = command
         return ControlSample(
