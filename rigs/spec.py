@@ -24,7 +24,12 @@ class RigSpecError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Every number in a rig file is finite: inf or nan would switch a limit off unnoticed.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+# Baud rates a Dynamixel X-series servo can be set to (e-Manual, Baud Rate register 8).
+BAUDRATES = (9_600, 57_600, 115_200, 1_000_000, 2_000_000, 3_000_000, 4_000_000, 4_500_000)
 
 
 class Joint(_Strict):
@@ -60,7 +65,10 @@ class Arm(_Strict):
     follows: str | None = Field(default=None, description="for a follower: its leader's name")
     gripper: str | None = Field(default=None, description="name of the gripper joint, if any")
     gripper_current_limit: int = Field(
-        default=300, ge=1, description="Current Limit register units for a follower's gripper"
+        default=300,
+        ge=1,
+        le=65535,
+        description="Current Limit register units for a follower's gripper (at most the model's)",
     )
     joints: list[Joint] = Field(min_length=1)
 
@@ -69,11 +77,25 @@ class Arm(_Strict):
         names = [j.name for j in self.joints]
         if len(set(names)) != len(names):
             raise ValueError(f"joint names repeat: {names}")
-        ids = [j.id for j in self.joints] + [j.shadow_id for j in self.joints if j.shadow_id]
+        ids = [j.id for j in self.joints]
+        ids += [j.shadow_id for j in self.joints if j.shadow_id is not None]
         if len(set(ids)) != len(ids):
             raise ValueError(f"motor ids repeat on one bus: {sorted(ids)}")
+        if self.baudrate not in BAUDRATES:
+            raise ValueError(
+                f"baudrate {self.baudrate} is not one a Dynamixel X servo supports "
+                f"({', '.join(map(str, BAUDRATES))})"
+            )
         if self.gripper is not None and self.gripper not in names:
             raise ValueError(f"gripper {self.gripper!r} is not one of the joints {names}")
+        if self.gripper is not None and self.role == "follower":
+            model = MODELS[next(j.model for j in self.joints if j.name == self.gripper)]
+            top = model.default_current_limit
+            if model.has_current_sensor and self.gripper_current_limit > top:
+                raise ValueError(
+                    f"gripper_current_limit {self.gripper_current_limit} is above the "
+                    f"{model.name}'s maximum Current Limit ({top}); use 1..{top}"
+                )
         if self.role == "follower" and self.follows is None:
             raise ValueError("a follower needs 'follows' = the name of its leader arm")
         if self.role == "leader" and self.follows is not None:
@@ -114,7 +136,7 @@ class Camera(_Strict):
     )
     jpeg_quality: int = Field(default=85, ge=10, le=100)
     stall_timeout_s: float = Field(
-        default=0.5, gt=0, description="a camera silent this long is reported as stopped"
+        default=0.5, gt=0, le=60, description="a camera silent this long is reported as stopped"
     )
 
     @model_validator(mode="after")
@@ -132,9 +154,16 @@ class Safety(_Strict):
     """Limits applied to every follower command."""
 
     max_step_rad: float = Field(
-        default=0.15, gt=0, description="largest change of any goal in one control cycle"
+        default=0.15,
+        gt=0,
+        le=0.5,
+        description="largest change of any goal in one control cycle (at most 0.5 rad)",
     )
-    joint_limit_margin_rad: float = Field(default=0.0, ge=0)
+    joint_limit_margin_rad: float = Field(
+        default=0.0,
+        ge=0,
+        description="kept clear of each joint limit; less than half of every follower joint's range",
+    )
 
 
 class QualityGates(_Strict):
@@ -217,6 +246,15 @@ class RigSpec(_Strict):
                     f"follower {arm.name!r} and leader {leader.name!r} must have the same joints "
                     f"in the same order ({arm.joint_names} vs {leader.joint_names})"
                 )
+        margin = self.safety.joint_limit_margin_rad
+        for arm in self.followers:
+            for j in arm.joints:
+                if 2 * margin >= j.max_rad - j.min_rad:
+                    raise ValueError(
+                        f"safety.joint_limit_margin_rad {margin} leaves no room on "
+                        f"{arm.name}.{j.name} ([{j.min_rad}, {j.max_rad}]): it must be below "
+                        f"half of every follower joint's range"
+                    )
         if not self.virtual:
             virtual_ports = [a.name for a in self.arms if a.port == "virtual"]
             if virtual_ports:

@@ -90,6 +90,31 @@ def _edit(old: str, new: str) -> str:
             "Extra inputs",
         ),
         ("id = 2, shadow_id = 3", "id = 2, shadow_id = 1", "arms[0]", "motor ids repeat"),
+        # Safety values a rig file must not be able to set.
+        ("max_step_rad = 0.15", "max_step_rad = inf", "safety.max_step_rad", "finite number"),
+        ("max_step_rad = 0.15", "max_step_rad = nan", "safety.max_step_rad", "finite number"),
+        ("max_step_rad = 0.15", "max_step_rad = 3.0", "safety.max_step_rad", "less than or equal to 0.5"),
+        (
+            "max_step_rad = 0.15",
+            "max_step_rad = 0.15\njoint_limit_margin_rad = 10",
+            "(top level)",
+            "joint_limit_margin_rad 10.0 leaves no room on left_follower.waist",
+        ),
+        ("min_rad = -1.6", "min_rad = -inf", "arms[0].joints[0].min_rad", "finite number"),
+        (
+            "gripper_current_limit = 300",
+            "gripper_current_limit = 5000",
+            "arms[2]",
+            "above the XM430-W350's maximum Current Limit (1193)",
+        ),
+        (
+            "gripper_current_limit = 300",
+            "gripper_current_limit = 65836",
+            "arms[2].gripper_current_limit",
+            "less than or equal to 65535",
+        ),
+        ("baudrate = 1000000", "baudrate = 1000001", "arms[0]", "not one a Dynamixel X servo"),
+        ("fps = 30", "fps = 30\nstall_timeout_s = inf", "cameras[0].stall_timeout_s", "finite"),
     ],
 )
 def test_invalid_field_names_file_field_and_expectation(old, new, field, expected):
@@ -99,6 +124,14 @@ def test_invalid_field_names_file_field_and_expectation(old, new, field, expecte
     assert msg.startswith(f"rig.toml: field '{field}'"), msg
     assert expected in msg
     assert "\n" not in msg
+
+
+def test_motor_id_0_repeated_as_a_shadow_id_0_is_a_duplicate():
+    text = _edit("id = 1, model", "id = 0, model").replace(
+        "id = 2, shadow_id = 3", "id = 2, shadow_id = 0", 1
+    )
+    with pytest.raises(RigSpecError, match=r"field 'arms\[0\]'.*motor ids repeat on one bus: \[0, 0,"):
+        parse_rig(text, "rig.toml")
 
 
 def test_missing_required_field():
