@@ -46,6 +46,7 @@ from rigs.dynamixel.bus import DynamixelBus
 from rigs.spec import RigSpec, RigSpecError, load_rig
 from rigs.virtual.launcher import VirtualRig, VirtualRigError
 from teleop import __version__
+from teleop.cli_types import SEED, identity
 from teleop.errors import TeleopError
 from teleop.session import resolve_data_root
 
@@ -588,14 +589,18 @@ def add_parser(subparsers: Any) -> None:
         "--camera", action="append", metavar="NAME", help="camera to record (repeatable)"
     )
     c.add_argument("--all", action="store_true", help="every arm and camera of the rig")
-    c.add_argument("--operator", help=f"who calibrates (default ${OPERATOR_ENV} or login name)")
+    c.add_argument(
+        "--operator",
+        type=identity("operator"),
+        help=f"who calibrates (default ${OPERATOR_ENV} or login name)",
+    )
     c.add_argument("--data-dir", help="data root (default $TELEOP_DATA_DIR or ./sessions)")
     c.add_argument(
         "--yes",
         action="store_true",
         help="switch torque off without asking (motion steps on hardware still wait for Enter)",
     )
-    c.add_argument("--seed", type=int, default=0, help="virtual rig: scripted operator seed")
+    c.add_argument("--seed", type=SEED, default=0, help="virtual rig: scripted operator seed")
     c.set_defaults(func=_calibrate)
 
     cal = subparsers.add_parser("calibration", help="list, show and compare calibration records")

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from teleop import catalog, labels
+from teleop.cli_types import identity
 from teleop.errors import TeleopError
 from teleop.session import SESSION_FILE, resolve_data_root
 
@@ -100,11 +102,17 @@ def resolve_episode(root: Path, ref: str) -> tuple[Path, str]:
 def _parse_mark(text: str) -> tuple[str, float]:
     name, sep, t = text.partition("=")
     try:
-        if not sep or not name:
+        if not sep or not name.strip():
             raise ValueError
-        return name.strip(), float(t)
+        t_s = float(t)
+        if not math.isfinite(t_s) or t_s < 0:
+            raise ValueError
+        return name.strip(), t_s
     except ValueError:
-        raise TeleopError(f"--mark {text!r}: use NAME=SECONDS, e.g. grasp=2.4") from None
+        raise TeleopError(
+            f"--mark {text!r}: use NAME=SECONDS with finite seconds from the episode's start, "
+            "e.g. grasp=2.4"
+        ) from None
 
 
 def _label(args: argparse.Namespace) -> int:
@@ -194,7 +202,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     lab = sub.add_parser("label", help="label an episode (appends to the session's labels.jsonl)")
     lab.add_argument("episode", help="episode file, or id <session-id>/episode_NNNN")
     lab.add_argument("--label", required=True, choices=labels.LABELS)
-    lab.add_argument("--reviewer", required=True, help="your reviewer id")
+    lab.add_argument("--reviewer", required=True, type=identity("reviewer"), help="your reviewer id")
     lab.add_argument("--reason", help="failure reason (from the task's list)")
     lab.add_argument("--notes", help="free text")
     lab.add_argument("--tag", action="append", help="a tag (repeat for more)")

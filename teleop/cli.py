@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from teleop import __version__
+from teleop.cli_types import SEED, OneLineParser, identity, number
 
 EXIT_USAGE = 2
 
@@ -117,7 +118,7 @@ def _bench_crash(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="teleop",
         description="Record leader-follower demonstrations to indexed MCAP; "
         "`teleop COMMAND --help` for each command.",
@@ -128,25 +129,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("record", help="record episodes on a rig and print the session directory")
     r.add_argument("--rig", required=True, help="preset name (e.g. sim-bimanual) or rig .toml path")
-    r.add_argument("--operator", required=True, help="operator id")
-    r.add_argument("--task", required=True, help="task name")
-    r.add_argument("--episodes", type=int, default=1, help="number of episodes (default 1)")
-    r.add_argument("--seconds", type=float, default=10.0, help="seconds per episode (default 10)")
+    r.add_argument("--operator", required=True, type=identity("operator"), help="operator id")
+    r.add_argument("--task", required=True, type=identity("task"), help="task name")
+    r.add_argument(
+        "--episodes",
+        type=number(1, 100_000, integer=True),
+        default=1,
+        help="number of episodes (default 1)",
+    )
+    r.add_argument(
+        "--seconds",
+        type=number(0.0, 86_400.0, above=True),
+        default=10.0,
+        help="seconds per episode, up to a day (default 10)",
+    )
     r.add_argument("--data-dir", help="data root (default $TELEOP_DATA_DIR or ./sessions)")
-    r.add_argument("--rate", type=float, help="control rate in Hz (default: the rig's)")
-    r.add_argument("--seed", type=int, default=0, help="virtual rig: scripted operator seed")
+    r.add_argument(
+        "--rate", type=number(1.0, 1000.0), help="control rate in Hz, 1-1000 (default: the rig's)"
+    )
+    r.add_argument("--seed", type=SEED, default=0, help="virtual rig: scripted operator seed")
     r.add_argument("--quiet", action="store_true", help="print only the session directory")
     r.add_argument("--resume", metavar="SESSION_DIR", help="continue an existing session")
     r.add_argument(
         "--max-pose-delta",
-        type=float,
+        type=number(0.0, 6.3, above=True),
         default=0.8,
         metavar="RAD",
         help="refuse to start if a follower is further than this from its leader (default 0.8)",
     )
     r.add_argument(
         "--max-calibration-age-days",
-        type=float,
+        type=number(0.0, 3650.0, above=True),
         default=7.0,
         help="refuse calibration records older than this (default 7)",
     )
@@ -162,13 +175,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument(
         "--min-free-gb",
-        type=float,
+        type=number(0.0, 1e6),
         default=2.0,
         help="refuse to start below this free space (default 2)",
     )
     r.add_argument(
         "--stop-free-gb",
-        type=float,
+        type=number(0.0, 1e6),
         default=0.5,
         help="stop an episode cleanly below this (default 0.5)",
     )
@@ -227,7 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     bsub = b.add_subparsers(dest="bench", required=True, metavar="BENCH")
     br = bsub.add_parser("record", help="record on the virtual rig at several rates and report")
     br.add_argument("--rig", default="sim-bimanual")
-    br.add_argument("--seconds", type=float, default=60.0)
+    br.add_argument("--seconds", type=number(0.0, 86_400.0, above=True), default=60.0)
     br.add_argument("--rates", default="50,100,200", help="comma-separated control rates in Hz")
     br.add_argument(
         "--uvc-files",
@@ -243,14 +256,14 @@ def build_parser() -> argparse.ArgumentParser:
     br.set_defaults(func=_bench)
     bc = bsub.add_parser("crash", help="kill -9 during recording N times; recover; report loss")
     bc.add_argument("--rig", default="sim-bimanual")
-    bc.add_argument("--trials", type=int, default=10)
-    bc.add_argument("--seed", type=int, default=0)
+    bc.add_argument("--trials", type=number(1, 10_000, integer=True), default=10)
+    bc.add_argument("--seed", type=SEED, default=0)
     bc.set_defaults(func=_bench_crash)
     bt = bsub.add_parser(
         "torque-off", help="time from a follower bus fault to the followers' torque-off"
     )
     bt.add_argument("--rig", default="sim-bimanual")
-    bt.add_argument("--trials", type=int, default=10)
+    bt.add_argument("--trials", type=number(1, 10_000, integer=True), default=10)
     bt.set_defaults(func=_bench_torque_off)
     return p
 
@@ -261,9 +274,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.debug else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
-    if args.command == "record" and (args.episodes < 1 or args.seconds <= 0):
-        print("teleop: error: --episodes must be at least 1 and --seconds above 0", file=sys.stderr)
-        return EXIT_USAGE
     try:
         return int(args.func(args))
     except BrokenPipeError:  # output piped into `head` and the like

@@ -34,6 +34,7 @@ from rigs.dynamixel.bus import BusError, DynamixelBus, MotorInfo, ftdi_latency_t
 from rigs.spec import LoadedRig, RigSpec, RigSpecError, load_rig
 from rigs.virtual.launcher import VirtualRigError
 from teleop.calibration_command import open_camera, open_rig_ports
+from teleop.cli_types import SEED, number
 from teleop.recording.disk import hours_left, recording_rate_bytes_s
 from teleop.session import resolve_data_root
 
@@ -355,20 +356,20 @@ def add_parser(subparsers: Any) -> None:
     d.add_argument("--data-dir", help="data root (default $TELEOP_DATA_DIR or ./sessions)")
     d.add_argument(
         "--max-age-days",
-        type=float,
+        type=number(0.0, 3650.0, above=True),
         default=checks.DEFAULT_MAX_AGE_DAYS,
         help="oldest acceptable calibration record (default %(default)g days)",
     )
     d.add_argument(
         "--max-pose-delta",
-        type=float,
+        type=number(0.0, 6.3, above=True),
         default=checks.DEFAULT_POSE_DELTA_RAD,
         metavar="RAD",
         help="largest follower-leader joint difference at start (default %(default)g rad)",
     )
     d.add_argument(
-        "--min-free-gb", type=float, default=1.0, help="FAIL below this free space (default 1)"
+        "--min-free-gb", type=number(0.0, 1e6), default=1.0, help="FAIL below this free space (default 1)"
     )
     d.add_argument("--no-cameras", action="store_true", help="do not open the cameras")
-    d.add_argument("--seed", type=int, default=0, help="virtual rig: scripted operator seed")
+    d.add_argument("--seed", type=SEED, default=0, help="virtual rig: scripted operator seed")
     d.set_defaults(func=_doctor)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from teleop import catalog
+from teleop.cli_types import number
 from teleop.export.atomic import ExportError, Progress
 from teleop.session import resolve_data_root
 
@@ -184,7 +185,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     le = esub.add_parser("lerobot", help="a LeRobot v3 dataset")
     _common(le)
     le.add_argument("--out", required=True, help="output directory")
-    le.add_argument("--fps", type=float, required=True, help="frame rate of the dataset")
+    le.add_argument(
+        "--fps", type=number(0.0, 1000.0, above=True), required=True, help="frame rate of the dataset"
+    )
     le.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     le.set_defaults(func=_lerobot)
 

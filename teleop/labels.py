@@ -17,6 +17,7 @@ import contextlib
 import datetime as dt
 import fcntl
 import os
+import re
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -59,10 +60,13 @@ class LabelError(TeleopError):
     """A label cannot be given as asked; the message names the field and the fix."""
 
 
+EPISODE_FILE = re.compile(r"^episode_\d{4,}(\.[a-z]+)*\.mcap$")
+
+
 class TimeMark(BaseModel):
     """A named instant in the episode, e.g. the grasp."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str = Field(min_length=1, max_length=64)
     t_s: float = Field(ge=0, description="seconds from the episode's first message")
@@ -71,7 +75,7 @@ class TimeMark(BaseModel):
 class LabelEvent(BaseModel):
     """One label given by one reviewer to one episode: one line of labels.jsonl."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     event_id: str
     episode: str = Field(description="episode file name in the session, e.g. episode_0001.mcap")
@@ -205,8 +209,10 @@ def append_label(
             an invalid field, or a failure reason not in ``allowed_reasons`` (the task's list).
     """
     session_dir = Path(session_dir)
-    if not (session_dir / episode).is_file():
+    if not EPISODE_FILE.match(episode) or not (session_dir / episode).is_file():
         raise LabelError(f"{session_dir / episode}: no such episode file")
+    if not reviewer.strip():
+        raise LabelError("an empty reviewer is not allowed: every label names who gave it")
     if label not in LABELS:
         raise LabelError(f"label {label!r}: use one of {', '.join(LABELS)}")
     if failure_reason and label != "failure":

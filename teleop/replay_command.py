@@ -24,6 +24,7 @@ from typing import TextIO
 import numpy as np
 
 from rigs.spec import LoadedRig, load_rig
+from teleop.cli_types import SEED, number
 from teleop.control.loop import ArmFault, ControlSample
 from teleop.control.process import ControlProcess
 from teleop.control.trajectory import APPROACH, HOLD, REPLAY, RecordedTrajectory
@@ -403,11 +404,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rig", required=True, help="preset name (e.g. sim-bimanual) or rig .toml path")
     p.add_argument("file", help="episode .mcap file")
     p.add_argument(
-        "--speed", type=float, default=1.0, help="time scale of the replay (default 1.0)"
+        "--speed",
+        type=number(0.0, 10.0, above=True),
+        default=1.0,
+        help="time scale of the replay, above 0 and at most 10 (default 1.0)",
     )
     p.add_argument(
         "--approach-speed",
-        type=float,
+        type=number(0.0, 3.0, above=True),
         default=0.3,
         metavar="RAD_PER_S",
         help="fastest joint speed on the way to the first pose (default 0.3)",
@@ -415,5 +419,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", help="data root with the calibration records (default "
                    "$TELEOP_DATA_DIR or ./sessions)")  # fmt: skip
     p.add_argument("--yes", action="store_true", help="move a real rig without asking")
-    p.add_argument("--seed", type=int, default=0, help="virtual rig: scripted operator seed")
+    p.add_argument("--seed", type=SEED, default=0, help="virtual rig: scripted operator seed")
     p.set_defaults(func=_replay)

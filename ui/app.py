@@ -12,7 +12,6 @@ every screen live on the virtual rig and saves one PNG per screen.
 
 from __future__ import annotations
 
-import argparse
 import io
 import logging
 import shutil
@@ -27,6 +26,7 @@ from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import QApplication, QMainWindow, QStackedWidget
 
 from rigs.pedal import PedalError, SerialPedal, parse_mapping, parse_port
+from teleop.cli_types import SEED, OneLineParser, number
 from teleop.doctor import CheckResult
 from teleop.live import LiveAddress, LiveViewError, parse_live_address
 from teleop.operators import OPERATORS_FILE
@@ -418,11 +418,13 @@ def qa_screenshots(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="teleop-gui")
+    p = OneLineParser(prog="teleop-gui")
     p.add_argument("--data-dir", help="data root (default $TELEOP_DATA_DIR or ./sessions)")
     p.add_argument("--rig", help="rig preset or .toml path to preselect (default: first preset)")
-    p.add_argument("--seed", type=int, default=0, help="virtual rig: scripted operator seed")
-    p.add_argument("--min-free-gb", type=float, default=2.0, help="refuse to start below this")
+    p.add_argument("--seed", type=SEED, default=0, help="virtual rig: scripted operator seed")
+    p.add_argument(
+        "--min-free-gb", type=number(0.0, 1e6), default=2.0, help="refuse to start below this"
+    )
     p.add_argument(
         "--key",
         action="append",
@@ -447,7 +449,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--countdown",
-        type=float,
+        type=number(0.0, 60.0),
         default=0.0,
         metavar="S",
         help="count down S seconds (shown big) before each episode starts (default 0: none)",
