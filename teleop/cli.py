@@ -152,14 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", metavar="SESSION_DIR", help="continue an existing session")
     r.add_argument(
         "--max-pose-delta",
-        type=number(0.0, 6.3, above=True),
+        type=number(0.0, 6.3),
         default=0.8,
         metavar="RAD",
         help="refuse to start if a follower is further than this from its leader (default 0.8)",
     )
     r.add_argument(
         "--max-calibration-age-days",
-        type=number(0.0, 3650.0, above=True),
+        type=number(0.0, 3650.0),
         default=7.0,
         help="refuse calibration records older than this (default 7)",
     )

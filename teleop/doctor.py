@@ -356,13 +356,13 @@ def add_parser(subparsers: Any) -> None:
     d.add_argument("--data-dir", help="data root (default $TELEOP_DATA_DIR or ./sessions)")
     d.add_argument(
         "--max-age-days",
-        type=number(0.0, 3650.0, above=True),
+        type=number(0.0, 3650.0),
         default=checks.DEFAULT_MAX_AGE_DAYS,
         help="oldest acceptable calibration record (default %(default)g days)",
     )
     d.add_argument(
         "--max-pose-delta",
-        type=number(0.0, 6.3, above=True),
+        type=number(0.0, 6.3),
         default=checks.DEFAULT_POSE_DELTA_RAD,
         metavar="RAD",
         help="largest follower-leader joint difference at start (default %(default)g rad)",

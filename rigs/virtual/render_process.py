@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing as mp
+import os
 import struct
 from multiprocessing import shared_memory
 from multiprocessing.connection import Connection
@@ -59,10 +60,14 @@ def _serve(
     color = np.ndarray((height, width, 3), np.uint8, buffer=shm.buf)
     depth = np.ndarray((height, width), np.uint16, buffer=shm.buf, offset=color.nbytes)
     renderer = Renderer(rig, view, width, height)
+    parent = os.getppid()
     conn.send_bytes(_READY)
     try:
         while True:
             try:
+                while not conn.poll(1.0):
+                    if os.getppid() != parent:
+                        return  # the app is gone (and its end of the pipe with it)
                 request = conn.recv_bytes()
             except (EOFError, OSError):
                 return  # the camera closed, or the app is gone

@@ -17,6 +17,7 @@ import numpy as np
 from rigs.spec import RigSpec
 
 _HEADER = 2  # [sequence, monotonic time of the write in ns]
+STUCK_WRITE_S = 0.05  # a write takes microseconds; this long means the writer died mid-write
 
 
 @dataclass(frozen=True)
@@ -70,14 +71,26 @@ class SharedWorld:
         a[0] += 1.0
 
     def read(self, arm: str) -> np.ndarray:
-        """A consistent copy of one arm's angles."""
+        """A consistent copy of one arm's angles.
+
+        If the writer stays mid-write (the servo process was killed between the two counter
+        steps), the angles as they stand are returned after ``STUCK_WRITE_S``: a reader must
+        never spin forever on a dead writer.
+        """
         a = self._array
         sl = self.layout.slice_of(arm)
+        deadline = 0.0
         while True:
             seq = a[0]
             out = a[sl].copy()
             if seq % 2 == 0 and a[0] == seq:
                 return out
+            now = time.monotonic()
+            if not deadline:
+                deadline = now + STUCK_WRITE_S
+            elif now > deadline:
+                return out
+            time.sleep(0)  # let the writer finish
 
     def last_write_ns(self) -> int:
         return int(self._array[1])
