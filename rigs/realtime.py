@@ -13,6 +13,8 @@ import ctypes.util
 import gc
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 log = logging.getLogger(__name__)
 
@@ -75,3 +77,37 @@ def raise_priority(fifo_priority: int = 20) -> str:
             os.getpid(),
         )
         return "normal"
+
+
+def _policy() -> tuple[int, int]:
+    return os.sched_getscheduler(0), os.sched_getparam(0).sched_priority
+
+
+def _set_policy(policy: tuple[int, int]) -> None:
+    try:
+        os.sched_setscheduler(0, policy[0], os.sched_param(policy[1]))
+    except (PermissionError, OSError) as exc:
+        log.warning("could not restore the scheduling policy of pid %d: %s", os.getpid(), exc)
+
+
+@contextmanager
+def scheduling_kept() -> Iterator[None]:
+    """Give the calling thread its scheduling policy back afterwards.
+
+    SVT-AV1 switches the thread that feeds it frames to SCHED_FIFO when it is allowed to (as
+    root); every process started from that thread later (a control loop, a virtual rig, a
+    renderer) would inherit it, and real-time peers that never yield starve the ones that
+    must run.
+    """
+    before = _policy()
+    try:
+        yield
+    finally:
+        if _policy() != before:
+            _set_policy(before)
+
+
+def normal_scheduling() -> None:
+    """Run this process under the normal scheduler, whatever it inherited."""
+    if _policy()[0] != os.SCHED_OTHER:
+        _set_policy((os.SCHED_OTHER, 0))

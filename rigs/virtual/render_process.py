@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from rigs.realtime import normal_scheduling
 from rigs.spec import RigSpec
 from rigs.virtual.renderer import Renderer
 from rigs.virtual.world import SharedWorld, WorldLayout
@@ -55,6 +56,9 @@ def _serve(
     shm_name: str,
     conn: Connection,
 ) -> None:
+    # Drawing is not real-time work: never compete with the servo emulator or the control
+    # loop, even if the thread that started this process was real-time.
+    normal_scheduling()
     world = SharedWorld(layout, name=world_name)
     shm = shared_memory.SharedMemory(name=shm_name)
     color = np.ndarray((height, width, 3), np.uint8, buffer=shm.buf)

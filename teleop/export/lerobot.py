@@ -42,6 +42,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from rigs.realtime import scheduling_kept
 from teleop.export.aligned import EpisodeLayout, iter_aligned, read_layouts
 from teleop.export.atomic import ExportError, Progress, atomic_output
 from teleop.tasks import TASKS_FILE, load_tasks
@@ -387,7 +388,8 @@ class _Video:
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
         frame.pts = self.frames
         frame.time_base = Fraction(1, self.fps)
-        self.container.mux(self.stream.encode(frame))
+        with scheduling_kept():  # SVT-AV1 makes its caller SCHED_FIFO (rigs/realtime.py)
+            self.container.mux(self.stream.encode(frame))
         self.frames += 1
 
     def _open(self, shape: tuple[int, ...], layout: EpisodeLayout) -> None:
@@ -431,8 +433,9 @@ class _Video:
 
     def close(self) -> None:
         if self.container is not None:
-            self.container.mux(self.stream.encode(None))
-            self.container.close()
+            with scheduling_kept():
+                self.container.mux(self.stream.encode(None))
+                self.container.close()
 
 
 # -- metadata --------------------------------------------------------------------------------

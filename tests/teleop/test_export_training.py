@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from collections.abc import Callable
@@ -196,3 +197,9 @@ def test_unreadable_episode_is_named_and_nothing_is_written(
     with pytest.raises(ExportError, match="no episodes"):
         export_lerobot([], out, fps=FPS)
     assert not out.exists()
+
+
+def test_a_lerobot_export_leaves_the_process_under_the_normal_scheduler(lerobot_dir: Path) -> None:
+    # SVT-AV1 makes the thread that feeds it SCHED_FIFO (as root); every process started from
+    # it afterwards (a control loop, a virtual rig, a renderer) would inherit that.
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER

@@ -442,17 +442,22 @@ class StalledViewer:
         self.sock.sendall(b"\x81" + length + mask + masked)
 
     def subscribe_until(self, done: Callable[[list[str]], bool]) -> None:
-        while not done(self.subscribed):
+        """Read advertisements (nothing else flows yet) until ``done(topics)``, then subscribe
+        to every channel at once. Subscribing as they come would start the data before the
+        last advertisement is read, and a slow machine could have the server give up on this
+        client while it still reads."""
+        advertised: dict[int, str] = {}
+        while not done(list(advertised.values())):
             opcode, payload = self._frame()
             if opcode != 1:
                 continue
             message = json.loads(payload)
             if message.get("op") != "advertise":
                 continue
-            channels = message["channels"]
-            subs = [{"id": c["id"], "channelId": c["id"]} for c in channels]
-            self._send_text(json.dumps({"op": "subscribe", "subscriptions": subs}))
-            self.subscribed += [c["topic"] for c in channels]
+            advertised.update({c["id"]: c["topic"] for c in message["channels"]})
+        subs = [{"id": i, "channelId": i} for i in advertised]
+        self._send_text(json.dumps({"op": "subscribe", "subscriptions": subs}))
+        self.subscribed = list(advertised.values())
 
     def close(self) -> None:
         self.sock.close()
