@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from teleop.episode.reader import EpisodeReadError, summarize
+from teleop.episode.verify import verify_episode
 from teleop.errors import TeleopError
 from teleop.labels import LABELS_FILE, episode_key, read_labels
 from teleop.session import SESSION_FILE
@@ -290,6 +291,14 @@ def _index_session(conn: sqlite3.Connection, session_dir: Path, stamp: str) -> N
             continue
         path = session_dir / str(entry.get("file", ""))
         if not path.is_file():
+            conn.execute(
+                "INSERT INTO problems VALUES(?, ?)",
+                (
+                    session,
+                    f"{session}/{path.name}: listed in {SESSION_FILE} as {entry.get('status')} "
+                    "but the file is missing; restore it from a bundle or backup",
+                ),
+            )
             continue
         row = _episode_row(session, manifest, entry, path, by_file.get(episode_key(path.name), []))
         if row["read_error"]:
@@ -331,6 +340,12 @@ def _episode_row(
             with contextlib.suppress(ValueError, TypeError):
                 flags = [str(f) for f in json.loads(qmeta["flags"])]
         duration_s = summary.duration_s  # the file's own span, as replay shows it
+        # Every byte against the file's own CRCs, once per indexing of the file.
+        damage = verify_episode(path)
+        if damage is not None:
+            read_error = (
+                f"{path}: damaged, {damage}; `teleop recover {path}` keeps the intact chunks"
+            )
     except EpisodeReadError as exc:
         read_error = str(exc)
         duration_s = entry.get("duration_s")

@@ -33,16 +33,21 @@ def progress_bar(quiet: bool, unit: str = "B") -> Iterator[Progress | None]:
     from tqdm import tqdm
 
     in_bytes = unit == "B"
-    bar = tqdm(
-        total=None,
-        unit=unit,
-        unit_scale=in_bytes,
-        unit_divisor=1024 if in_bytes else 1000,
-        file=sys.stderr,
-        leave=False,
-    )
+    bars: list[Any] = []  # drawn from the first progress on: a refusal stays one line
 
     def update(done: int, total: int, what: str) -> None:
+        if not bars:
+            bars.append(
+                tqdm(
+                    total=None,
+                    unit=unit,
+                    unit_scale=in_bytes,
+                    unit_divisor=1024 if in_bytes else 1000,
+                    file=sys.stderr,
+                    leave=False,
+                )
+            )
+        bar = bars[0]
         if bar.total != total:
             bar.total = total
         bar.set_postfix_str(what[-40:], refresh=False)
@@ -51,7 +56,8 @@ def progress_bar(quiet: bool, unit: str = "B") -> Iterator[Progress | None]:
     try:
         yield update
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
 
 
 def _select(args: argparse.Namespace) -> tuple[Path, list[dict[str, Any]]]:

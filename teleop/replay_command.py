@@ -12,6 +12,7 @@ followers were from the recorded follower positions at the same moments (RMS and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 import signal
 import sys
@@ -29,6 +30,7 @@ from teleop.control.loop import ArmFault, ControlSample
 from teleop.control.process import ControlProcess
 from teleop.control.trajectory import APPROACH, HOLD, REPLAY, RecordedTrajectory
 from teleop.episode.reader import iter_messages, summarize
+from teleop.episode.verify import verify_episode
 from teleop.errors import TeleopError
 from teleop.recording.preflight import Calibration, load_calibration
 from teleop.rig_runtime import RigRuntime
@@ -128,6 +130,13 @@ def load_episode(path: Path) -> RecordedEpisode:
     """
     path = Path(path)
     summary = summarize(path)
+    # Before anything can move: every byte as recorded (the file's own CRCs).
+    damage = verify_episode(path)
+    if damage is not None:
+        raise ReplayError(
+            f"{path}: damaged, {damage}; nothing was sent to the robot. Recover what is intact "
+            f"with `teleop recover {path}` and replay the copy"
+        )
     followers = [m["arm"] for t in summary.topics if (m := _COMMANDS.match(t))]
     if not followers:
         raise ReplayError(f"{path}: no /<follower>/joint_commands topic; nothing to replay")
@@ -152,6 +161,14 @@ def load_episode(path: Path) -> RecordedEpisode:
     n = min(len(c) for c in commands.values())
     if n == 0:
         raise ReplayError(f"{path}: a follower has no recorded commands; nothing to replay")
+    for arm, cmds in commands.items():
+        bad = [k for k, c in enumerate(cmds[:n]) if not np.isfinite(c).all()]
+        if bad:
+            t_s = (command_times[arm][bad[0]] - command_times[arm][0]) / 1e9
+            raise ReplayError(
+                f"{path}: {arm}'s recorded command at {t_s:.2f} s is not a finite position; "
+                "nothing was sent to the robot"
+            )
     provenance = summary.metadata.get("provenance", {})
     calibration = summary.metadata.get("calibration", {})
     return RecordedEpisode(
@@ -291,8 +308,12 @@ def run_replay(
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
     stdin: TextIO | None = None,
+    runtime: RigRuntime | None = None,
 ) -> ReplayResult:
     """Replay ``file`` on ``rig`` and return what happened (see the module docstring).
+
+    ``runtime``: an already open rig to use (the caller closes it); by default the rig is
+    opened here, after the file has been checked.
 
     Raises:
         EpisodeReadError: the file is damaged or truncated.
@@ -325,7 +346,12 @@ def run_replay(
     hold_cycles = max(1, round(HOLD_S * rate_hz))
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
-        with RigRuntime(loaded, seed=seed, with_cameras=False) as runtime:
+        opened = (
+            contextlib.nullcontext(runtime)
+            if runtime is not None
+            else RigRuntime(loaded, seed=seed, with_cameras=False)
+        )
+        with opened as runtime:
             control = ControlProcess(
                 spec, ports=runtime.ports, rate_hz=rate_hz, sink=lambda s, c: samples.append(s)
             )

@@ -12,6 +12,8 @@ Anything that is not a complete episode file (truncated, no summary, not MCAP at
 from __future__ import annotations
 
 import io
+import os
+import stat
 import struct
 import zlib
 from collections.abc import Iterable, Iterator
@@ -26,6 +28,7 @@ from mcap.records import Attachment, ChunkIndex, MessageIndex
 from mcap.stream_reader import StreamReader
 from mcap.summary import Summary
 from mcap_ros2.decoder import DecoderFactory
+from zstandard import ZstdError
 
 from teleop.episode.schemas import legacy_definition
 from teleop.errors import TeleopError
@@ -45,6 +48,7 @@ _DAMAGE = (
     IndexError,
     KeyError,
     OSError,
+    ZstdError,  # a damaged zstd chunk fails to decompress before its CRC can be checked
 )
 # Footer record: opcode u8, record length u64 (=20), summary_start u64,
 # summary_offset_start u64, summary_crc u32; then the closing magic.
@@ -301,6 +305,17 @@ def open_checked(path: Path) -> tuple[IO[bytes], SeekingReader, Summary]:
 
 def _open(path: Path) -> IO[bytes]:
     try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise EpisodeReadError(path, "no such file", recoverable=False) from None
+    except OSError as exc:
+        raise EpisodeReadError(path, f"cannot open: {exc.strerror}", recoverable=False) from exc
+    if stat.S_ISDIR(mode):
+        raise EpisodeReadError(path, "is a directory, not an episode file", recoverable=False)
+    if not stat.S_ISREG(mode):
+        # A FIFO or a device would block or never end: only regular files are episodes.
+        raise EpisodeReadError(path, "is not a regular file", recoverable=False)
+    try:
         return open(path, "rb")  # noqa: SIM115 - returned to a with-statement
     except FileNotFoundError:
         raise EpisodeReadError(path, "no such file", recoverable=False) from None
@@ -332,7 +347,9 @@ def _checked_reader(
     _check_summary_crc(path, f, size)
     f.seek(0)
     try:
-        reader = SeekingReader(f, decoder_factories=decoder_factories or ())
+        # Every chunk's CRC is checked as it is read: a flipped bit is an error, never a
+        # silently different message.
+        reader = SeekingReader(f, validate_crcs=True, decoder_factories=decoder_factories or ())
         summary = reader.get_summary()
     except _DAMAGE as exc:
         raise EpisodeReadError(path, f"has a damaged footer or summary ({_why(exc)})") from exc

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from teleop.errors import TeleopError
-from teleop.session import fsync_dir
+from teleop.session import SESSION_FILE, fsync_dir
 
 Progress = Callable[[int, int, str], None]
 """``progress(done, total, what)``: units done of total (bytes or frames), and what is being
@@ -44,6 +44,42 @@ def fsync_tree(path: Path) -> None:
             os.close(fd)
 
 
+def _is_data_root(path: Path) -> bool:
+    if (path / "catalog.sqlite").exists():
+        return True
+    try:
+        return any(path.glob(f"*/{SESSION_FILE}"))
+    except OSError:
+        return False
+
+
+def refuse_recorded(final: Path) -> None:
+    """Refuse an output that is, holds or lies inside recorded data: a session folder, an
+    episode file, or a data root (with ``--overwrite`` the export would replace it).
+
+    Raises:
+        ExportError: naming what would be overwritten.
+    """
+    target = Path(final).resolve()
+    for p in (target, *target.parents):
+        if (p / SESSION_FILE).is_file():
+            raise ExportError(
+                f"{final}: inside the session folder {p}; an export never writes among "
+                "recordings: choose an --out outside the data root"
+            )
+        if _is_data_root(p):
+            raise ExportError(
+                f"{final}: {'is' if p == target else 'inside'} the data root {p}; an export "
+                "never writes into it: choose an --out outside the data root"
+            )
+    if target.is_dir():
+        for found in target.rglob(SESSION_FILE):
+            raise ExportError(
+                f"{final}: holds the recorded session {found.parent}; an export never replaces "
+                "recordings: choose another --out"
+            )
+
+
 @contextlib.contextmanager
 def atomic_output(final: Path, *, directory: bool, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path to write the whole output to; rename it to ``final`` on success.
@@ -57,6 +93,7 @@ def atomic_output(final: Path, *, directory: bool, overwrite: bool = False) -> I
         ExportError: ``final`` exists (and not ``overwrite``), or its parent is missing.
     """
     final = Path(final)
+    refuse_recorded(final)
     parent = final.parent
     if not parent.is_dir():
         raise ExportError(f"{parent}: no such directory; create it or choose another --out")

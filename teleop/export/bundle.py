@@ -39,6 +39,7 @@ from calibration.store import CALIBRATION_DIR
 from teleop.episode.reader import EpisodeReadError, read_attachment, summarize
 from teleop.export.atomic import ExportError, Progress, atomic_output
 from teleop.export.datasheet import DatasheetFacts, render_datasheet
+from teleop.export.verified import refuse_damaged
 from teleop.labels import LABELS_FILE, read_labels
 from teleop.recording.provenance import software
 from teleop.session import SESSION_FILE, safe_id
@@ -161,6 +162,7 @@ def export_bundle(
                 f"{r['path']}: damaged ({r.get('read_error')}); run `teleop recover` on it or "
                 'leave it out with --where "… AND readable = 1"'
             )
+    refuse_damaged(Path(r["path"]) for r in rows)  # the catalog may be older than the files
     pseudonyms = _pseudonyms(rows) if pseudonymize else {}
     query = _shown_query(query, pseudonyms)
     session_names = _session_names(data_root, rows, pseudonyms)

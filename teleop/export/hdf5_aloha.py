@@ -32,6 +32,7 @@ import numpy as np
 
 from teleop.export.aligned import AlignedRow, EpisodeLayout, iter_aligned, read_layouts
 from teleop.export.atomic import ExportError, Progress, atomic_output
+from teleop.export.verified import refuse_damaged
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ def export_hdf5_aloha(
     stale = dict.fromkeys(cameras, 0)
     flagged: list[str] = []
     done = 0
+    refuse_damaged(episodes)
     with atomic_output(Path(out), directory=True, overwrite=overwrite) as root:
         for n, layout in enumerate(layouts):
             name = f"episode_{n}.hdf5"

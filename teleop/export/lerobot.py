@@ -45,6 +45,7 @@ import pyarrow.parquet as pq
 from rigs.realtime import scheduling_kept
 from teleop.export.aligned import EpisodeLayout, iter_aligned, read_layouts
 from teleop.export.atomic import ExportError, Progress, atomic_output
+from teleop.export.verified import refuse_damaged
 from teleop.tasks import TASKS_FILE, load_tasks
 
 log = logging.getLogger(__name__)
@@ -136,6 +137,7 @@ def export_lerobot(
     task_index = {t: i for i, t in enumerate(dict.fromkeys(tasks))}
     total = sum(layout.row_count_estimate(rate) for layout in layouts)
 
+    refuse_damaged(episodes)
     with atomic_output(Path(out), directory=True, overwrite=overwrite) as root:
         videos = {cam: _Video(root, cam, rate, codec, crf) for cam in first.cameras}
         data_path = root / DATA_PATH.format(chunk_index=0, file_index=0)
