@@ -239,14 +239,12 @@ def stale_records(
             )
         elif age_days < -1.0 / 24.0:
             out.append(
-                Problem(
+                _fail(
                     "calibration age",
-                    "warn",
                     target,
-                    None,
                     f"record {r.id} is dated {-age_days * 24:.1f} h in the future",
-                    "now",
-                    "check this computer's clock",
+                    f"fix the clock that made it (or this computer's), then {fix}",
+                    threshold="now",
                 )
             )
     return out

@@ -3,7 +3,16 @@
 A record file is the canonical JSON of ``{"id", "record", "sha256"}``; ``sha256`` is over the
 canonical JSON of ``record`` (the body). Files are written once (temp file, fsync, hard link
 to the final name, which fails rather than overwrite) and made read-only; a new calibration
-is a new file. For each arm or camera the newest record is the active one.
+is a new file.
+
+Which record of an arm or camera is active is written down, not inferred from dates: each rig
+folder has an append-only ``active.jsonl``, one line per activation (target, record id, when,
+how). A fresh calibration activates its record as it is saved; a record brought in by a
+bundle import is stored but not activated (``teleop calibration activate ID`` does that, on
+purpose). The last line per target wins, so the record written last is active even if another
+carries a later date (a station whose clock was wrong). A data root from before the journal
+counts the newest record of each target, until its first journal line. A record dated in the
+future (more than ``FUTURE_TOLERANCE_S``) is refused when saved or imported.
 
 Loading verifies everything: a file that is not JSON, lacks a field or whose content no
 longer hashes to its ``sha256`` is refused with one line naming the file and what is wrong.
@@ -13,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import os
 import re
@@ -29,11 +39,15 @@ from calibration.records import (
     CalibrationRecord,
     CalibrationRecordError,
     canonical_json,
+    format_utc,
     sha256_hex,
+    utc_now,
 )
 from rigs.spec import RigSpec
 
 CALIBRATION_DIR = "calibration"
+ACTIVATIONS_FILE = "active.jsonl"
+FUTURE_TOLERANCE_S = 300.0  # clocks of two lab machines may differ this much
 _ID = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{8}$")
 
 
@@ -100,14 +114,19 @@ def load_record(path: str | Path, *, rig_id: str | None = None) -> StoredRecord:
     else that makes the file unusable.
     """
     path = Path(path)
-    rig = rig_id or path.parent.name
-    fix = f"move it out of {path.parent} and recalibrate with `{recalibrate_command(rig)}`"
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise CalibrationRecordError(
             f"calibration record {path}: cannot read it ({exc.strerror})"
         ) from None
+    return record_from_bytes(raw, path, rig_id=rig_id)
+
+
+def record_from_bytes(raw: bytes, path: Path, *, rig_id: str | None = None) -> StoredRecord:
+    """Verify the bytes of a record file that is (or is to be) at ``path``; see load_record."""
+    rig = rig_id or path.parent.name
+    fix = f"move it out of {path.parent} and recalibrate with `{recalibrate_command(rig)}`"
     try:
         envelope = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
@@ -195,7 +214,50 @@ class CalibrationStore:
 
     # -- writing ------------------------------------------------------------------------------
     def save(self, record: CalibrationRecord) -> StoredRecord:
-        """Store a new record (never overwriting one) and return it as stored."""
+        """Store a new record (never overwriting one), make it its target's active record,
+        and return it as stored.
+
+        Raises:
+            CalibrationRecordError: the record is dated in the future (this computer's clock).
+        """
+        refuse_future(record, "calibration record")
+        self.freeze_active(record.rig_id)  # before the new file: only it changes what is active
+        stored = self._write(record)
+        self._append_activation(record.rig_id, stored.target, stored.id, "calibrated")
+        return stored
+
+    def activate(self, stored: StoredRecord, how: str) -> None:
+        """Append a journal line making ``stored`` its target's active record."""
+        rig_id = stored.record.rig_id
+        self.freeze_active(rig_id)
+        self._append_activation(rig_id, stored.target, stored.id, how)
+
+    def freeze_active(self, rig_id: str) -> None:
+        """Write down the records active by the old rule (newest of each target) before the
+        first journal line, so adding records (an import) cannot change which are active."""
+        journal = self.rig_dir(rig_id) / ACTIVATIONS_FILE
+        if journal.exists():
+            return
+        self.rig_dir(rig_id).mkdir(parents=True, exist_ok=True)
+        for target, r in self._newest(rig_id).items():
+            self._append_activation(rig_id, target, r.id, "in use before the journal")
+        journal.touch()
+
+    def _append_activation(self, rig_id: str, target: str, record_id: str, how: str) -> None:
+        line = json.dumps(
+            {"target": target, "record": record_id, "activated_utc": format_utc(utc_now()), "how": how},
+            sort_keys=True,
+        )
+        path = self.rig_dir(rig_id) / ACTIVATIONS_FILE
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.write(fd, (line + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _write(self, record: CalibrationRecord) -> StoredRecord:
         directory = self.rig_dir(record.rig_id)
         try:
             directory.mkdir(parents=True, exist_ok=True)
@@ -250,11 +312,35 @@ class CalibrationStore:
         return sorted(out, key=lambda r: (r.record.created_utc, r.id))
 
     def active(self, rig_id: str) -> dict[str, StoredRecord]:
-        """Per arm or camera name: its newest record."""
+        """Per arm or camera name: its active record (the journal's last line for it)."""
+        journal = self.rig_dir(rig_id) / ACTIVATIONS_FILE
+        if not journal.exists():
+            return self._newest(rig_id)
+        by_id = {r.id: r for r in self.records(rig_id)}
         active: dict[str, StoredRecord] = {}
-        for r in self.records(rig_id):
-            active[r.target] = r  # oldest first, so the newest wins
+        for number, line in enumerate(journal.read_text(encoding="utf-8").splitlines(), 1):
+            try:
+                entry = json.loads(line)
+                target, record_id = str(entry["target"]), str(entry["record"])
+            except (ValueError, KeyError, TypeError):
+                raise CalibrationRecordError(
+                    f"{journal}: line {number} is not an activation; restore the file from a "
+                    "backup or remove the line"
+                ) from None
+            r = by_id.get(record_id)
+            if r is None:
+                raise CalibrationMissingError(
+                    f"{journal}: line {number} activates record {record_id}, which is not in "
+                    f"{journal.parent}; restore it or `teleop calibration activate` another"
+                )
+            active[target] = r
         return active
+
+    def _newest(self, rig_id: str) -> dict[str, StoredRecord]:
+        newest: dict[str, StoredRecord] = {}
+        for r in self.records(rig_id):
+            newest[r.target] = r  # oldest first, so the newest wins
+        return newest
 
     def find(self, ref: str, rig_id: str | None = None) -> StoredRecord:
         """A record by path, id or unique id prefix (searched in ``rig_id``, or every rig)."""
@@ -274,6 +360,21 @@ class CalibrationStore:
                 f"calibration record {ref!r} is ambiguous ({names}…); give more of the id"
             )
         return load_record(matches[0])
+
+
+def refuse_future(record: CalibrationRecord, what: str) -> None:
+    """Refuse a record dated later than now (beyond ``FUTURE_TOLERANCE_S``): a wrong clock.
+
+    Raises:
+        CalibrationRecordError: naming the record's date, this computer's and the skew.
+    """
+    ahead_s = (record.created - utc_now()).total_seconds()
+    if ahead_s > FUTURE_TOLERANCE_S:
+        raise CalibrationRecordError(
+            f"{what} {record.record_id()} is dated {record.created_utc}, {ahead_s / 3600:.1f} h "
+            f"ahead of this computer's clock ({format_utc(utc_now())}): fix the clock of the machine that "
+            "made it (or this one) and calibrate again"
+        )
 
 
 def active_records(

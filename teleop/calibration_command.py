@@ -39,7 +39,7 @@ from calibration.records import (
     CalibrationRecordError,
     CameraCalibration,
 )
-from calibration.store import CalibrationStore, StoredRecord, load_record
+from calibration.store import CalibrationStore, StoredRecord, load_record, refuse_future
 from rigs.cameras.base import Camera, CameraError, driver_for
 from rigs.dynamixel import control_table as ct
 from rigs.dynamixel.bus import DynamixelBus
@@ -550,6 +550,18 @@ def _list(args: argparse.Namespace) -> int:
     return status
 
 
+def _activate(args: argparse.Namespace) -> int:
+    store = _store(args)
+    try:
+        stored = store.find(args.record, _rig_id(store, args.rig))
+        refuse_future(stored.record, "calibration record")
+        store.activate(stored, f"activated by {args.operator or default_operator()}")
+    except CalibrationError as exc:
+        raise TeleopError(str(exc)) from None
+    print(f"{stored.target} of rig {stored.record.rig_id}: {stored.id} is now active")
+    return 0
+
+
 def _show(args: argparse.Namespace) -> int:
     store = _store(args)
     try:
@@ -615,6 +627,14 @@ def add_parser(subparsers: Any) -> None:
     sh.add_argument("--data-dir", help="data root (default $TELEOP_DATA_DIR or ./sessions)")
     sh.add_argument("--json", action="store_true", help="the record as JSON")
     sh.set_defaults(func=_show)
+    ac = sub.add_parser(
+        "activate", help="make a stored record (e.g. an imported one) its arm's or camera's active one"
+    )
+    ac.add_argument("record", help="record id (or a unique prefix) or file path")
+    ac.add_argument("--rig", help="look only in this rig's records")
+    ac.add_argument("--operator", type=identity("operator"), help="who decides (default: login name)")
+    ac.add_argument("--data-dir", help="data root (default $TELEOP_DATA_DIR or ./sessions)")
+    ac.set_defaults(func=_activate)
     df = sub.add_parser("diff", help="two records, joint by joint")
     df.add_argument("a", help="record id, prefix or path")
     df.add_argument("b", help="record id, prefix or path")

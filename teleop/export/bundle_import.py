@@ -21,7 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
 
-from calibration.store import CALIBRATION_DIR, publish_new
+from calibration.records import CalibrationRecordError
+from calibration.store import (
+    CALIBRATION_DIR,
+    CalibrationStore,
+    publish_new,
+    record_from_bytes,
+    refuse_future,
+)
 from teleop import catalog
 from teleop.export.atomic import ExportError, Progress
 from teleop.export.bundle import DATASHEET, MANIFEST, RIGS_DIR, SESSIONS_DIR, SUMS
@@ -251,6 +258,16 @@ def _kind(rel: str) -> int:
     return _ORDER["mcap" if rel.endswith(".mcap") else rel.rsplit("/", 1)[-1]]
 
 
+def _check_record(bundle: Path, rel: str, raw: bytes, dest: Path) -> None:
+    """A calibration record of a bundle must verify by its own sha256 and id and not be dated
+    in the future, whatever SHA256SUMS says."""
+    try:
+        stored = record_from_bytes(raw, dest, rig_id=dest.parent.name)
+        refuse_future(stored.record, "calibration record")
+    except CalibrationRecordError as exc:
+        raise ExportError(f"{bundle}: {rel}: {exc}; nothing was imported") from None
+
+
 def import_bundle(
     bundle: Path, data_root: Path, *, progress: Progress | None = None
 ) -> ImportResult:
@@ -355,7 +372,14 @@ def _write_all(
                     f"{bundle.path}: {rel} changed while importing; nothing was imported"
                 )
             if rel.startswith(f"{CALIBRATION_DIR}/"):
+                _check_record(bundle.path, rel, tmp.read_bytes(), dest)
                 os.chmod(tmp, 0o444)  # calibration records are immutable, as the store writes them
+        # Imported records are stored, never activated: write down what is active first.
+        store = CalibrationStore(data_root)
+        for rig_id in sorted(
+            {rel.split("/")[1] for rel in rels if rel.startswith(f"{CALIBRATION_DIR}/")}
+        ):
+            store.freeze_active(rig_id)
         for tmp, dest in temps:
             try:
                 publish_new(tmp, dest)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from calibration.records import format_utc, utc_now
 from calibration.store import CalibrationStore
 from teleop.errors import TeleopError
 from tests.calibration.conftest import cli
@@ -34,7 +35,7 @@ def test_calibrate_list_show_diff_and_a_tampered_record(
 
     # A second calibration of the same arm (a changed offset) becomes the active one.
     body = leader.record.body()
-    body["created_utc"] = "2099-01-01T00:00:00.000000Z"
+    body["created_utc"] = format_utc(utc_now())
     body["calibration"]["joints"][1]["offset_rad"] += 0.01
     newer = store.save(type(leader.record).model_validate(body))
 

@@ -224,7 +224,7 @@ def test_follower_range_across_the_wrap_disk_and_latency():
 
 def test_records_in_the_future_are_flagged(tmp_path: Path):
     store = CalibrationStore(tmp_path)
-    store.save(arm_record(SPEC, "left_leader", created_utc="2030-01-01T00:00:00.000000Z"))
-    now = dt.datetime(2029, 12, 31, tzinfo=dt.UTC)
+    store.save(arm_record(SPEC, "left_leader", created_utc="2025-01-01T00:00:00.000000Z"))
+    now = dt.datetime(2024, 12, 31, tzinfo=dt.UTC)  # this computer's clock is behind
     (p,) = checks.stale_records(store.active(SPEC.id), now=now)
-    assert p.severity == "warn" and "future" in p.measured
+    assert p.severity == "fail" and "future" in p.measured and "clock" in p.fix

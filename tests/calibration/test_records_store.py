@@ -3,6 +3,7 @@ broken on disk is refused with one line naming it."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 from pathlib import Path
@@ -15,9 +16,12 @@ from calibration.records import (
     CalibrationRecord,
     CalibrationRecordError,
     canonical_json,
+    format_utc,
     sha256_hex,
+    utc_now,
 )
 from calibration.store import (
+    ACTIVATIONS_FILE,
     CalibrationStore,
     active_records,
     load_record,
@@ -67,15 +71,36 @@ def test_a_record_is_never_overwritten(tmp_path: Path):
         store.save(rec)
 
 
-def test_newest_record_is_active_whatever_the_file_order(tmp_path: Path):
+def test_the_record_written_last_is_active_whatever_its_date(tmp_path: Path):
     store = CalibrationStore(tmp_path)
     new = store.save(arm_record(SPEC, "left_leader", created_utc="2025-05-01T00:00:00.000000Z"))
+    # A station whose clock was behind: dated earlier, written later; it is the one in use.
     old = store.save(arm_record(SPEC, "left_leader", created_utc="2025-04-01T00:00:00.000000Z"))
     other = store.save(arm_record(SPEC, "left_follower"))
     active = store.active(SPEC.id)
-    assert active["left_leader"].id == new.id != old.id
+    assert active["left_leader"].id == old.id != new.id
     assert active["left_follower"].id == other.id
     assert [r.id for r in store.records(SPEC.id)][:2] == [old.id, new.id]
+    journal = (tmp_path / "calibration" / SPEC.id / ACTIVATIONS_FILE).read_text().splitlines()
+    assert [json.loads(line)["record"] for line in journal] == [new.id, old.id, other.id]
+
+
+def test_a_data_root_from_before_the_journal_keeps_its_newest_records(tmp_path: Path):
+    store = CalibrationStore(tmp_path)
+    new = store.save(arm_record(SPEC, "left_leader", created_utc="2025-05-01T00:00:00.000000Z"))
+    old = store.save(arm_record(SPEC, "left_leader", created_utc="2025-04-01T00:00:00.000000Z"))
+    (tmp_path / "calibration" / SPEC.id / ACTIVATIONS_FILE).unlink()
+    assert store.active(SPEC.id)["left_leader"].id == new.id != old.id
+    store.freeze_active(SPEC.id)  # what an import does first: nothing changes
+    assert store.active(SPEC.id)["left_leader"].id == new.id
+
+
+def test_a_record_dated_in_the_future_is_refused_naming_the_skew(tmp_path: Path):
+    store = CalibrationStore(tmp_path)
+    ahead = format_utc(utc_now() + dt.timedelta(days=2))
+    with pytest.raises(CalibrationRecordError, match=r"48\.0 h ahead of this computer's clock"):
+        store.save(arm_record(SPEC, "left_leader", created_utc=ahead))
+    assert store.records(SPEC.id) == []
 
 
 def test_one_altered_byte_is_refused_naming_the_file_and_the_fix(tmp_path: Path):
