@@ -36,10 +36,14 @@ def parse_toml(text: str, model: type[M], source: str, error: type[Exception]) -
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise error(f"{source}: not valid TOML ({exc}); fix the syntax") from None
+    except RecursionError:
+        raise error(f"{source}: nested too deeply to be a configuration file; fix it") from None
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         raise error(first_error(source, exc)) from None
+    except RecursionError:
+        raise error(f"{source}: nested too deeply to be a configuration file; fix it") from None
 
 
 def load_toml(path: Path, model: type[M], error: type[Exception]) -> M:

@@ -147,6 +147,16 @@ def refresh(data_root: Path) -> RefreshReport:
     A catalog of another schema version, or one that sqlite cannot read, is rebuilt.
     """
     data_root = Path(data_root)
+    if not data_root.is_dir():
+        raise CatalogError(
+            f"{data_root}: no such data directory; pass --data-dir (or set TELEOP_DATA_DIR) "
+            "to the folder that holds the sessions"
+        )
+    if not os.access(data_root, os.W_OK):
+        raise CatalogError(
+            f"{data_root}: cannot write the catalog here (no permission); run as a user who may, "
+            "or copy the sessions to a folder of yours"
+        )
     path = catalog_path(data_root)
     if not path.exists():
         return rebuild(data_root)

@@ -35,7 +35,7 @@ class OperatorsFileError(TeleopError):
 class Operator(BaseModel):
     """One person who may record."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     id: str = Field(min_length=1, max_length=64)
     name: str = Field(min_length=1, max_length=120)

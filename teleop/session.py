@@ -27,7 +27,13 @@ DISCARDED_DIR = "discarded"
 
 
 def resolve_data_root(cli_value: str | None) -> Path:
-    """``--data-dir``, else ``$TELEOP_DATA_DIR``, else ``./sessions``."""
+    """``--data-dir``, else ``$TELEOP_DATA_DIR``, else ``./sessions``.
+
+    Raises:
+        DataRootError: ``--data-dir`` was given but empty.
+    """
+    if cli_value is not None and not cli_value.strip():
+        raise DataRootError("--data-dir is empty; give the folder that holds the sessions")
     return Path(cli_value or os.environ.get(DATA_DIR_ENV) or "sessions")
 
 

@@ -40,7 +40,7 @@ class TasksFileError(TeleopError):
 class Task(BaseModel):
     """One demonstration task and its recording plan."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     name: str = Field(min_length=1, max_length=64)
     description: str = ""
@@ -50,6 +50,16 @@ class Task(BaseModel):
     failure_reasons: tuple[str, ...] = Field(
         default=(), description="reasons a QA reviewer picks from for a failure label"
     )
+
+    @field_validator("failure_reasons")
+    @classmethod
+    def _named_reasons(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for reason in v:
+            if not reason.strip():
+                raise ValueError("an empty failure reason: name each reason a reviewer can pick")
+        if len(set(v)) != len(v):
+            raise ValueError(f"failure reasons repeat: {list(v)}")
+        return v
 
     @field_validator("name")
     @classmethod
