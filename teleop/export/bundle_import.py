@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import os
 import re
+import shutil
 import stat
 import tarfile
 from collections.abc import Callable, Iterator
@@ -36,11 +37,18 @@ from teleop.labels import LABELS_FILE
 from teleop.session import SESSION_FILE, fsync_dir
 
 _CHUNK_BYTES = 1 << 20
+_RESERVE_BYTES = 1 << 30  # an import never leaves the station without room to record
 _SUM_LINE = re.compile(r"^([0-9a-f]{64}) [ *](.+)$")
 _PART = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"
-# The only files a bundle may hold (and so the only places an import may write).
+# A session folder is named as teleop names one (<utc>_<rig>_<operator>[-n]), or session-N as a
+# pseudonymized bundle names it; anything else (e.g. "calibration") is not a session.
+_SESSION = r"(\d{8}-\d{6}_[A-Za-z0-9_.-]+|session-\d+)"
+# The only files a bundle may hold (and so the only places an import may write). Episode files
+# include recovered and repaired copies (episode_0001.recovered.mcap).
 _LAYOUT = (
-    re.compile(rf"^{SESSIONS_DIR}/{_PART}/(episode_\d+\.mcap|{SESSION_FILE}|{LABELS_FILE})$"),
+    re.compile(
+        rf"^{SESSIONS_DIR}/{_SESSION}/(episode_\d+(\.[a-z]+)?\.mcap|{SESSION_FILE}|{LABELS_FILE})$"
+    ),
     re.compile(rf"^{CALIBRATION_DIR}/{_PART}/{_PART}\.json$"),
     re.compile(rf"^{RIGS_DIR}/{_PART}\.toml$"),
     re.compile(rf"^({MANIFEST}|{DATASHEET})$"),
@@ -91,9 +99,17 @@ class _Bundle:
         self._members: dict[str, tarfile.TarInfo] = {}
         if path.is_dir():
             self._files = self._scan_dir()
-        elif path.is_file() and tarfile.is_tarfile(path):
-            self._tar = tarfile.open(path, "r:")  # noqa: SIM115 - closed by close()
-            self._files = self._scan_tar()
+        elif path.is_file():
+            try:
+                self._tar = tarfile.open(path, "r:")  # noqa: SIM115 - closed by close()
+                self._files = self._scan_tar()
+            except (tarfile.TarError, EOFError, OSError) as exc:
+                if self._tar is not None:
+                    self._tar.close()
+                raise ExportError(
+                    f"{path}: not a complete, uncompressed tar bundle ({type(exc).__name__}: "
+                    f"{exc}); copy it again or export it again with --out NAME.tar"
+                ) from None
         else:
             raise ExportError(f"{path}: not a bundle directory or .tar file")
 
@@ -127,8 +143,18 @@ class _Bundle:
     def _scan_tar(self) -> dict[str, int]:
         assert self._tar is not None
         files: dict[str, int] = {}
+        size = self.path.stat().st_size
         for m in self._tar.getmembers():
             name = _checked_name(self.path, m.name)
+            if m.issparse():
+                raise ExportError(
+                    f"{self.path}: member {m.name} is a sparse file; bundles hold plain files only"
+                )
+            if m.isfile() and m.offset_data + m.size > size:
+                raise ExportError(
+                    f"{self.path}: member {m.name} says {m.size} bytes but the file ends first "
+                    "(truncated); copy it again"
+                )
             if m.issym() or m.islnk():
                 raise ExportError(
                     f"{self.path}: member {m.name} is a link; bundles hold files only"
@@ -312,6 +338,13 @@ def import_bundle(
                 skipped += 1
             else:
                 new.append(rel)
+        need = sum(b.names[rel] for rel in new)
+        free = shutil.disk_usage(data_root).free
+        if need + _RESERVE_BYTES > free:
+            raise ExportError(
+                f"{data_root}: {need / 2**30:.2f} GiB to import but only {free / 2**30:.2f} GiB "
+                "free (and 1 GiB kept for recording); free space first; nothing was imported"
+            )
         added_bytes = _write_all(b, data_root, new, verified, verified.bytes, total, progress)
     finally:
         b.close()
