@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import IO
 
 from mcap.records import Attachment, Channel, Header, McapRecord, Message, Metadata, Schema
-from mcap.writer import CompressionType, IndexType
-from mcap.writer import Writer as McapWriter
 
 from teleop.episode.schemas import PROFILE
+from teleop.episode.writer import episode_mcap_writer
 from teleop.session import fsync_dir
 
 SchemaTransform = Callable[[str, str, bytes], bytes]
@@ -42,17 +41,7 @@ class EpisodeCopier:
     def __init__(
         self, out: IO[bytes], library_note: str, schema_transform: SchemaTransform = _same
     ):
-        self._writer = McapWriter(
-            out,
-            chunk_size=4 * 1024 * 1024,
-            compression=CompressionType.ZSTD,
-            index_types=IndexType.ALL,
-            use_chunking=True,
-            use_statistics=True,
-            use_summary_offsets=True,
-            enable_crcs=True,
-            enable_data_crcs=True,
-        )
+        self._writer = episode_mcap_writer(out)
         self._note = library_note
         self._transform = schema_transform
         self._started = False

@@ -124,6 +124,28 @@ class _Channel:
         self.count = 0
 
 
+def episode_mcap_writer(
+    out: IO[bytes], chunk_size: int = DEFAULT_CHUNK_SIZE, compression: CompressionType = CompressionType.ZSTD
+) -> McapWriter:
+    """An mcap writer with the settings of every episode file teleop writes: all indexes and
+    statistics, schemas and channels repeated in the summary, chunk CRCs and a CRC of the
+    whole data section (in DataEnd) so a file can be verified end to end."""
+    return McapWriter(
+        out,
+        chunk_size=chunk_size,
+        compression=compression,
+        index_types=IndexType.ALL,
+        repeat_channels=True,
+        repeat_schemas=True,
+        use_chunking=True,
+        use_statistics=True,
+        use_summary_offsets=True,
+        enable_crcs=True,
+        # zlib.crc32 runs at GB/s: about 1 ms per recorded second.
+        enable_data_crcs=True,
+    )
+
+
 def partial_path_for(path: Path) -> Path:
     """The in-progress name for an episode file: ``episode_0001.mcap.partial``."""
     return path.with_name(path.name + PARTIAL_SUFFIX)
@@ -201,21 +223,7 @@ class EpisodeWriter:
         except OSError as exc:
             raise EpisodeWriteError(f"{self._partial}: cannot create: {exc.strerror}") from exc
 
-        self._mcap = McapWriter(
-            self._file,
-            chunk_size=chunk_size,
-            compression=_COMPRESSION[compression],
-            index_types=IndexType.ALL,
-            repeat_channels=True,
-            repeat_schemas=True,
-            use_chunking=True,
-            use_statistics=True,
-            use_summary_offsets=True,
-            enable_crcs=True,
-            # CRC of the whole data section in DataEnd: lets `teleop inspect`/export verify a
-            # file end to end. zlib.crc32 runs at GB/s, so it costs ~1 ms per recorded second.
-            enable_data_crcs=True,
-        )
+        self._mcap = episode_mcap_writer(self._file, chunk_size, _COMPRESSION[compression])
         self._state = WriterState.OPEN
         self._tap = tap
         self._schema_ids: dict[str, int] = {}

@@ -11,12 +11,12 @@
 // object: the subprotocol, per topic the advertised schema name/encodings, messages received,
 // decoded and failed, the first error, and the first decoded message (byte arrays as their
 // length and sha256).
-import { createHash } from "node:crypto";
 
 import { parse } from "@foxglove/rosmsg";
 import { MessageReader } from "@foxglove/rosmsg2-serialization";
 import wsProtocol from "@foxglove/ws-protocol"; // CommonJS: no named exports
 import WebSocket from "ws";
+import { plain } from "./plain.mjs";
 
 const { FoxgloveClient } = wsProtocol;
 
@@ -40,18 +40,6 @@ if (!url || (!all && topics.length === 0)) {
   throw new Error("usage: live_client.mjs ws://HOST:PORT (--topic T ... | --all --seconds S)");
 }
 
-function plain(value) {
-  if (typeof value === "bigint") return value.toString();
-  if (value instanceof Uint8Array) {
-    return { bytes: value.length, sha256: createHash("sha256").update(value).digest("hex") };
-  }
-  if (ArrayBuffer.isView(value)) return Array.from(value);
-  if (Array.isArray(value)) return value.map(plain);
-  if (value !== null && typeof value === "object") {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, plain(v)]));
-  }
-  return value;
-}
 
 // The SDK's server (foxglove-sdk >= 0.x, foxglove_bridge 3) speaks "foxglove.sdk.v1"; older
 // servers "foxglove.websocket.v1". Both are offered; the server picks.

@@ -8,13 +8,13 @@
 // re-encoding differs, the first error, header stamps going backwards, the frame_ids seen; a
 // seek to the middle of the file; and with --dump the first N decoded messages per topic
 // (byte arrays as their length and sha256) for comparison with another reader.
-import { createHash } from "node:crypto";
 import { open } from "node:fs/promises";
 
 import { parse } from "@foxglove/rosmsg";
 import { MessageReader, MessageWriter } from "@foxglove/rosmsg2-serialization";
 import { McapIndexedReader } from "@mcap/core";
 import { loadDecompressHandlers } from "@mcap/support";
+import { plain } from "./plain.mjs";
 
 const args = process.argv.slice(2);
 const file = args[0];
@@ -38,18 +38,6 @@ const reader = await McapIndexedReader.Initialize({
   decompressHandlers: await loadDecompressHandlers(),
 });
 
-function plain(value) {
-  if (typeof value === "bigint") return value.toString();
-  if (value instanceof Uint8Array) {
-    return { bytes: value.length, sha256: createHash("sha256").update(value).digest("hex") };
-  }
-  if (ArrayBuffer.isView(value)) return Array.from(value);
-  if (Array.isArray(value)) return value.map(plain);
-  if (value !== null && typeof value === "object") {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, plain(v)]));
-  }
-  return value;
-}
 
 const topics = {};
 const codecs = new Map(); // channel id -> {reader, writer} or {error}

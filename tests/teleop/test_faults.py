@@ -10,23 +10,8 @@ from pathlib import Path
 import pytest
 
 from rigs.dynamixel.control_table import HardwareError
-from rigs.spec import load_rig
 from teleop.episode.reader import iter_messages, summarize
-from teleop.record_command import start_session
-from teleop.rig_runtime import RigRuntime
 from tests.waiting import wait_cycles
-
-
-@pytest.fixture()
-def recording(tmp_path: Path, calibrated_root):
-    with RigRuntime(load_rig("sim-bimanual"), seed=2) as runtime:
-        recorder, session = start_session(
-            runtime, calibrated_root(tmp_path), operator="op", task="t", rate_hz=50.0, min_free_gb=0
-        )
-        try:
-            yield runtime, recorder
-        finally:
-            recorder.stop()
 
 
 def _wait_fault(recorder, timeout_s: float = 3.0):

@@ -13,25 +13,9 @@ import time
 from pathlib import Path
 
 import psutil
-import pytest
 
-from rigs.spec import load_rig
 from teleop.episode.reader import iter_messages, summarize
-from teleop.record_command import start_session
-from teleop.rig_runtime import RigRuntime
 from tests.waiting import wait_cycles, wait_until
-
-
-@pytest.fixture()
-def recording(tmp_path: Path, calibrated_root):
-    with RigRuntime(load_rig("sim-bimanual"), seed=3) as runtime:
-        recorder, _session = start_session(
-            runtime, calibrated_root(tmp_path), operator="op", task="t", rate_hz=50.0, min_free_gb=0
-        )
-        try:
-            yield runtime, recorder
-        finally:
-            recorder.stop()
 
 
 def _flags(path: Path) -> list[str]:
