@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,7 +26,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Streams run this long before the first episode so cameras and the loop are in step.
-WARMUP_S = 0.5
 
 
 def _terminate(signum: int, frame: object) -> None:
@@ -235,7 +233,7 @@ def _record_session(
             runner = EpisodeRunner(recorder, session)
             say(f"session {session.root}")
             try:
-                time.sleep(WARMUP_S)
+                recorder.settle()  # streams warm before the first episode
                 for _ in range(episodes):
                     result = runner.record(seconds)
                     say(describe_result(result))

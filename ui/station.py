@@ -25,7 +25,7 @@ from teleop.doctor import CheckResult, Status, run_checks
 from teleop.live import LiveAddress, LivePublisher, LiveStats, LiveViewError
 from teleop.live.publisher import DEFAULT_CAMERA_FPS
 from teleop.operators import Operator
-from teleop.record_command import WARMUP_S, start_session
+from teleop.record_command import start_session
 from teleop.recording.lifecycle import EpisodeRunner, RunnerState, TransitionError
 from teleop.recording.recorder import Recorder
 from teleop.rig_runtime import RigRuntime
@@ -182,7 +182,7 @@ class Station:
             except LiveViewError as exc:  # recording matters more: start without the view
                 self.live_error = str(exc)
                 self.live_wanted = False
-        time.sleep(WARMUP_S)  # streams run a moment before the first episode, as in the CLI
+        recorder.settle()  # streams warm before the first episode, as in the CLI
         self.runner.arm()
         return session
 

@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+SETTLE_FRAMES = 30  # about a second at 30 fps
+SETTLE_TIMEOUT_S = 10.0
+
 
 class EpisodeWriteFailed(TeleopError):
     """Writing an episode failed; it was kept as a recoverable .partial."""
@@ -320,6 +323,18 @@ class Recorder:
         self._active = thread
         log.info("recording episode %d to %s", index, path)
         return path
+
+    def settle(self, frames: int = SETTLE_FRAMES, timeout_s: float = SETTLE_TIMEOUT_S) -> bool:
+        """Let the streams run before the first episode: until every camera has delivered
+        ``frames`` more frames (libraries loaded, caches warm, exposure settled) or
+        ``timeout_s`` passes. True if every camera got there."""
+        start = {name: cap.stats.captured for name, cap in self.captures.items()}
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if all(cap.stats.captured - start[n] >= frames for n, cap in self.captures.items()):
+                return True
+            time.sleep(0.02)
+        return False
 
     @property
     def samples_written(self) -> int:
