@@ -47,12 +47,7 @@ def _trial(rig: str, data_root: Path, fault: str, seed: int) -> tuple[float, str
             while recorder.fault is None and time.monotonic() < deadline:
                 time.sleep(0.002)
             recorder.stop_episode()
-            offs = [
-                w.t_ns
-                for log in virtual.torque_writes(victim).values()
-                for w in log
-                if w.value == 0 and w.t_ns > t_fault
-            ]
+            offs = virtual.torque_offs_after(victim, t_fault)
             ms = (min(offs) - t_fault) / 1e6 if offs else float("nan")
             return ms, str(recorder.fault)
         finally:

@@ -269,6 +269,12 @@ class VirtualRig:
         raw = self._request("torque_log", arm)
         return {int(i): [TorqueWrite(t, v) for t, v in log_] for i, log_ in raw.items()}
 
+    def torque_offs_after(self, arm: str, t_ns: int) -> list[int]:
+        """Times (monotonic ns) of the Torque Enable = 0 writes ``arm``'s motors received
+        after ``t_ns``, oldest first."""
+        writes = self.torque_writes(arm).values()
+        return sorted(w.t_ns for log_ in writes for w in log_ if w.value == 0 and w.t_ns > t_ns)
+
     def servo_states(self, arm: str) -> dict[int, ServoState]:
         """Per motor id: torque, mode, goal and present ticks, hardware error, counters."""
         raw = self._request("states", arm)

@@ -22,11 +22,6 @@ def _wait_fault(recorder, timeout_s: float = 3.0):
     return recorder.fault
 
 
-def _torque_offs_after(runtime, arm: str, t_ns: int) -> list[int]:
-    writes = runtime.virtual.torque_writes(arm)
-    return [w.t_ns for log_ in writes.values() for w in log_ if w.value == 0 and w.t_ns > t_ns]
-
-
 def _episode_intact(path: Path, fault_text: str) -> None:
     s = summarize(path)
     assert s.topics["/left_leader/joint_states"].message_count > 20
@@ -44,7 +39,7 @@ def test_follower_bus_silent_holds_then_torques_off(recording):
     fault = _wait_fault(recorder)
     assert "bus left_follower" in str(fault) and "stopped answering" in str(fault)
     result = recorder.stop_episode()
-    offs = _torque_offs_after(runtime, "right_follower", t_fault)
+    offs = runtime.virtual.torque_offs_after("right_follower", t_fault)
     assert offs, "the healthy follower was not torqued off"
     ms = (min(offs) - t_fault) / 1e6
     assert ms < 100.0, f"torque-off {ms:.1f} ms after the bus went silent (promise: 100 ms)"
@@ -63,7 +58,7 @@ def test_motor_hardware_error_is_named_and_followers_torque_off(recording):
     assert "motor 4 (elbow) reports a hardware error: overload" in str(fault)
     recorder.stop_episode()
     for arm in ("left_follower", "right_follower"):
-        offs = _torque_offs_after(runtime, arm, t_fault)
+        offs = runtime.virtual.torque_offs_after(arm, t_fault)
         assert offs, f"{arm} was not torqued off"
         ms = (min(offs) - t_fault) / 1e6
         assert ms < 100.0, f"{arm}: torque-off {ms:.1f} ms after the error (promise: 100 ms)"
@@ -85,6 +80,6 @@ def test_leader_bus_fault_keeps_followers_holding(recording):
     states = runtime.virtual.servo_states("right_follower")
     assert all(s.torque for s in states.values()), "followers must keep holding"
     assert {i: s.goal_ticks for i, s in states.items()} == goals_then
-    assert not _torque_offs_after(runtime, "right_follower", t_fault)
+    assert not runtime.virtual.torque_offs_after("right_follower", t_fault)
     recorder.stop_episode()
     _episode_intact(path, "bus right_leader")

@@ -31,12 +31,7 @@ def test_one_follower_port_vanishes_the_other_follower_torques_off(recording):
     wait_until(lambda: recorder.fault is not None, "the vanished bus reported")
     assert "bus left_follower" in str(recorder.fault) and "vanished" in str(recorder.fault)
     result = recorder.stop_episode()
-    offs = [
-        w.t_ns
-        for log in runtime.virtual.torque_writes("right_follower").values()
-        for w in log
-        if w.value == 0 and w.t_ns > t_fault
-    ]
+    offs = runtime.virtual.torque_offs_after("right_follower", t_fault)
     assert offs, "the healthy follower was not torqued off"
     assert result.path == path
     assert any("left_follower" in f and "vanished" in f for f in _flags(path))
