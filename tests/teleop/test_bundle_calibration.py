@@ -47,9 +47,12 @@ def _writable(path: Path) -> None:
 
 
 def test_an_edited_record_is_refused_even_with_the_sums_recomputed(bundle: Path, tmp_path: Path):
-    record = _records(bundle)[0]
+    record = next(r for r in _records(bundle) if '"joints"' in r.read_text())  # an arm's
     _writable(record)
-    record.write_text(record.read_text().replace('"offset_rad":', '"offset_rad":1', 1))
+    envelope = json.loads(record.read_text())
+    joint = envelope["record"]["calibration"]["joints"][0]
+    joint["offset_rad"] += 0.01  # still a valid record; its stored sha256 is left as it was
+    record.write_bytes(canonical_json(envelope))
     _resum(bundle)
     station = tmp_path / "station"
     station.mkdir()
