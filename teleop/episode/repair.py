@@ -15,11 +15,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from mcap.exceptions import McapError
 from mcap.stream_reader import StreamReader
 
 from teleop import __version__
-from teleop.episode.reader import EpisodeReadError, summarize
+from teleop.episode.reader import _DAMAGE, EpisodeReadError, summarize
 from teleop.episode.rewrite import EpisodeCopier, new_episode_file
 from teleop.episode.schemas import SCHEMA_ENCODING, legacy_definition, repaired_definition
 from teleop.errors import TeleopError
@@ -84,7 +83,7 @@ def repair(source: Path, output: Path | None = None) -> RepairReport:
         try:
             for rec in StreamReader(f, record_size_limit=1 << 30, validate_crcs=True).records:
                 copy.add(rec)
-        except (McapError, ValueError, EOFError) as exc:
+        except _DAMAGE as exc:  # a flipped bit fails the CRC or the zstd decompression
             raise RepairError(
                 f"{source}: damaged ({type(exc).__name__}: {exc}); nothing written. "
                 f"Run `teleop recover {source}` to keep what is readable"

@@ -190,15 +190,21 @@ def test_repair_makes_a_version_0_1_file_readable_by_foxglove(
     assert "nothing to repair" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("where", ["middle of the file", "inside chunk 1's compressed data"])
 def test_repair_refuses_a_damaged_file_and_writes_nothing(
-    recorded_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    recorded_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str
 ):
+    from tests.teleop.test_damaged_files import flip_in_chunk
+
     (row,) = catalog.query(recorded_root, "task = 'fold_towel'")
     old = tmp_path / "episode_0001.mcap"
     write_as_version_0_1(Path(row["path"]), old)
-    data = bytearray(old.read_bytes())
-    data[len(data) // 2] ^= 0xFF  # one flipped bit inside a chunk
-    old.write_bytes(bytes(data))
+    if where.startswith("inside"):
+        flip_in_chunk(old, 1)  # fails zstd decompression or the chunk CRC
+    else:
+        data = bytearray(old.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        old.write_bytes(bytes(data))
     assert main(["repair", str(old)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"teleop: error: {old}: damaged") and "teleop recover" in err
