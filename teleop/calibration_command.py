@@ -48,7 +48,7 @@ from rigs.virtual.launcher import VirtualRig, VirtualRigError
 from teleop import __version__
 from teleop.cli_types import SEED, identity
 from teleop.errors import TeleopError
-from teleop.session import resolve_data_root
+from teleop.session import check_writable_root, resolve_data_root
 
 OPERATOR_ENV = "TELEOP_OPERATOR"
 
@@ -281,7 +281,9 @@ def run_calibrate(
     if not arms and not cameras:
         raise TeleopError("name what to calibrate: --arm NAME, --camera NAME or --all")
     operator = operator or default_operator()
-    store = CalibrationStore(resolve_data_root(data_dir))
+    data_root = resolve_data_root(data_dir)
+    check_writable_root(data_root)
+    store = CalibrationStore(data_root)
     terminal = _Terminal(
         out, None if spec.virtual else (stdin or sys.stdin), yes=yes, live_every_s=0.1
     )

@@ -18,7 +18,7 @@ from teleop.recording.lifecycle import EpisodeRunner
 from teleop.recording.preflight import Calibration, load_calibration
 from teleop.recording.recorder import EpisodeResult, Recorder
 from teleop.rig_runtime import RigRuntime
-from teleop.session import Session, find_unfinished, resolve_data_root
+from teleop.session import Session, check_writable_root, find_unfinished, resolve_data_root
 
 if TYPE_CHECKING:
     from teleop.live import LiveAddress, LivePublisher
@@ -154,6 +154,7 @@ def run_record(
     if rate_hz is not None and not 1.0 <= rate_hz <= 1000.0:
         raise TeleopError(f"--rate {rate_hz:g}: the control rate must be between 1 and 1000 Hz")
     data_root = resolve_data_root(data_dir)
+    check_writable_root(data_root)
     publisher: LivePublisher | None = None
     if live is not None:
         from teleop.live import LivePublisher

@@ -7,6 +7,7 @@ fsync, rename, fsync of the directory), so a crash leaves either the old or the 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -24,6 +25,10 @@ SESSION_FILE = "session.json"
 _ID_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 _EPISODE_NAME = re.compile(r"^episode_(\d+)\.")
 DISCARDED_DIR = "discarded"
+# Room kept in each open session for its manifest: when recording fills the disk, the
+# reserve is released so that session.json can still say which episode was cut short.
+RESERVE_FILE = ".manifest-reserve"
+RESERVE_BYTES = 256 * 1024
 
 
 def resolve_data_root(cli_value: str | None) -> Path:
@@ -37,16 +42,59 @@ def resolve_data_root(cli_value: str | None) -> Path:
     return Path(cli_value or os.environ.get(DATA_DIR_ENV) or "sessions")
 
 
+def check_writable_root(data_root: Path) -> None:
+    """Refuse, before a rig is opened, a data root this user could not record into: an
+    existing one must be a writable folder, a new one must be creatable.
+
+    Raises:
+        DataRootError: one line naming the folder and the fix.
+    """
+    data_root = Path(data_root)
+    existing = data_root
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing == data_root and not data_root.is_dir():
+        raise DataRootError(f"data directory {data_root} is not a folder; pass --data-dir")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = data_root if existing == data_root else f"{existing} (to create {data_root} in)"
+        raise DataRootError(
+            f"data directory {what} is not writable by this user; pass --data-dir or fix its "
+            "permissions"
+        )
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Replace ``path`` with ``data`` as JSON so that readers see the old or new file, whole."""
+    """Replace ``path`` with ``data`` as JSON so that readers see the old or new file, whole.
+
+    On failure (a full disk) the old file stays and no temporary file is left behind."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=2, sort_keys=False)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, sort_keys=False)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
     fsync_dir(path.parent)
+
+
+def _make_reserve(path: Path) -> None:
+    """Set aside ``RESERVE_BYTES`` of real disk blocks (not a sparse file) at ``path``."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except OSError:
+        return  # no room even for this: the first write of the session will say so
+    try:
+        os.posix_fallocate(fd, 0, RESERVE_BYTES)
+    except OSError:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+        return
+    os.close(fd)
 
 
 def fsync_dir(path: Path) -> None:
@@ -107,6 +155,7 @@ class Session:
             session_id = f"{base}-{n}"
         root = data_root / session_id
         root.mkdir()
+        _make_reserve(root / RESERVE_FILE)
         manifest = {
             "format": "teleop-session/1",
             "session_id": session_id,
@@ -125,7 +174,15 @@ class Session:
         return session
 
     def save(self) -> None:
-        write_json_atomic(self.root / SESSION_FILE, self.manifest)
+        """Write the manifest; on a full disk, release the session's reserve and try again."""
+        try:
+            write_json_atomic(self.root / SESSION_FILE, self.manifest)
+        except OSError as exc:
+            reserve = self.root / RESERVE_FILE
+            if exc.errno != errno.ENOSPC or not reserve.exists():
+                raise
+            reserve.unlink()
+            write_json_atomic(self.root / SESSION_FILE, self.manifest)
 
     @classmethod
     def open(cls, root: Path) -> Session:
@@ -242,6 +299,7 @@ class Session:
             (self.root / DISCARDED_DIR).rmdir()
         self.manifest["closed_utc"] = closed_utc
         self.save()
+        (self.root / RESERVE_FILE).unlink(missing_ok=True)
 
 
 def session_of(path: Path) -> Session | None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import io
 import shutil
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,28 @@ def recorded_root(tmp_path_factory: pytest.TempPathFactory, sim_calibration: Pat
                 if attempt == 2:
                     raise
     return root
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Callable[..., Path]]:
+    """Mount a tmpfs of the given size (``"20m"``; ``read_only=True`` for a read-only one)
+    under ``tmp_path``: a real full or read-only disk. Skips where mounting is not allowed."""
+    mounts: list[Path] = []
+
+    def mount(size: str, *, read_only: bool = False) -> Path:
+        where = tmp_path / f"disk{len(mounts)}"
+        where.mkdir()
+        options = f"size={size}" + (",ro" if read_only else "")
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], capture_output=True
+        )
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+        mounts.append(where)
+        return where
+
+    try:
+        yield mount
+    finally:
+        for where in mounts:
+            subprocess.run(["umount", "-l", str(where)], check=False)

@@ -544,10 +544,11 @@ class EpisodeWriter:
             self._mcap.flush()
             self._sync_file()
         except Exception as exc:
-            log.warning("%s: could not write the last chunk on abort: %s", self._partial, exc)
+            # The caller reports the failure that led here; this detail is for --debug.
+            log.debug("%s: could not write the last chunk on abort: %s", self._partial, exc)
         self._final_size = self._tell_quietly()
         self._close_file_quietly()
-        log.warning("episode aborted; partial file kept: %s", self._partial)
+        log.info("episode aborted; partial file kept: %s", self._partial)
         return self._partial
 
     def __enter__(self) -> EpisodeWriter:
@@ -636,7 +637,7 @@ class EpisodeWriter:
         try:
             self._file.close()
         except OSError as exc:
-            log.warning("%s: close failed: %s", self._partial, exc)
+            log.debug("%s: close failed: %s", self._partial, exc)
 
 
 def _fsync_directory(directory: Path) -> None:

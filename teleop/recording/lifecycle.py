@@ -146,7 +146,10 @@ class EpisodeRunner:
             if reason is None:
                 return None
             self._stop_reason = reason
-            log.warning("stopping episode: %s", reason)
+            # A failed write is reported once, whole, by whoever ran the episode.
+            (log.info if reason.startswith("write failed") else log.warning)(
+                "stopping episode: %s", reason
+            )
             result = self.stop()
             if reason.startswith("disk_low"):
                 flags = result.quality.setdefault("flags", [])

@@ -397,7 +397,7 @@ class Recorder:
             f"partial and can be rebuilt with `teleop recover {partial}`; free space or fix the "
             "disk before recording more"
         )
-        log.error("%s", self.write_error)
+        log.debug("%s", self.write_error)  # reported once by the CLI or the GUI
         quality: dict[str, object] = {"flags": [f"write_failed: {reason}"]}
         assert self.session is not None
         with contextlib.suppress(OSError):  # the manifest may be on the same failing disk

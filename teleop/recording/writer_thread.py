@@ -139,7 +139,10 @@ class EpisodeWriterThread:
                     return
         except BaseException as exc:  # handed to close(): the recorder decides what to do
             self.error = exc
-            log.exception("episode writer failed")
+            if isinstance(exc, OSError):  # the disk: the recorder reports it in one line
+                log.debug("episode writer failed: %s", exc)
+            else:
+                log.exception("episode writer failed")
 
     def _drain(self) -> None:
         while self._events:

@@ -44,3 +44,21 @@ def test_output_piped_into_head_ends_quietly(recorded_root: Path):
     done = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert len(done.stdout) == 10 and done.stderr == ""
+
+
+@pytest.mark.parametrize("sub", ["", "new-folder"])
+@pytest.mark.parametrize("command", ["record", "calibrate"])
+def test_a_data_root_that_cannot_be_written_is_refused_before_the_rig_opens(
+    tmpfs, capsys, command: str, sub: str
+):
+    read_only = tmpfs("1m", read_only=True)
+    data = read_only / sub if sub else read_only
+    args = {
+        "record": ["record", "--rig", "sim-bimanual", "--operator", "op", "--task", "t",
+                   "--seconds", "1", "--quiet"],
+        "calibrate": ["calibrate", "--rig", "sim-bimanual", "--all", "--yes", "--operator", "op"],
+    }[command]  # fmt: skip
+    assert main([*args, "--data-dir", str(data)]) == 2
+    line = _one_error_line(capsys)
+    assert "not writable" in line and str(read_only) in line
+    assert sorted(read_only.iterdir()) == []

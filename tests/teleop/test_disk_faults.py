@@ -10,6 +10,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from teleop.cli import main
 from teleop.episode.reader import summarize
 from teleop.episode.recover import recover
@@ -116,3 +118,37 @@ def test_hours_left_uses_this_rigs_recorded_rate_when_there_is_one(tmp_path):
     rate, basis = recording_rate_bytes_s(spec, tmp_path)
     assert basis == "measured on this rig's episodes" and rate == 2_000_000
     assert hours_left(7_200_000_000, rate) == 1.0
+
+
+@pytest.fixture
+def small_disk(tmpfs):
+    """A 20 MiB filesystem of its own, so that recording really meets ENOSPC."""
+    return tmpfs("20m")
+
+
+def test_a_disk_that_fills_mid_episode_ends_in_one_line_and_lists_the_partial(
+    tmp_path, small_disk, calibrated_root
+):
+    data = calibrated_root(small_disk / "data")
+    out = subprocess.run(
+        [sys.executable, "-m", "teleop.cli", *_record_args(data, "--episodes", "20", "--seconds", "3",
+                                                       "--min-free-gb", "0", "--stop-free-gb", "0")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert "No space left on device" in lines[0] and "teleop recover" in lines[0]
+    assert "Traceback" not in out.stderr and "unexpected" not in out.stderr
+    (session,) = [p for p in data.iterdir() if p.name != "calibration"]
+    manifest = json.loads((session / "session.json").read_text())
+    *kept, last = manifest["episodes"]
+    assert last["status"] == "partial" and (session / last["file"]).is_file()
+    assert all(e["status"] == "kept" for e in kept)
+    for e in kept:  # recorded before the disk filled: still complete and readable
+        assert summarize(session / e["file"]).duration_s > 2
+    assert manifest["closed_utc"] is not None
+    assert not [p.name for p in session.iterdir() if p.name.startswith(".")]  # no temp left
+    copy = tmp_path / "episode.mcap.partial"  # recover needs room the full disk has not
+    shutil.copyfile(session / last["file"], copy)
+    assert recover(copy).messages > 0
