@@ -245,7 +245,12 @@ class CalibrationStore:
 
     def _append_activation(self, rig_id: str, target: str, record_id: str, how: str) -> None:
         line = json.dumps(
-            {"target": target, "record": record_id, "activated_utc": format_utc(utc_now()), "how": how},
+            {
+                "target": target,
+                "record": record_id,
+                "activated_utc": format_utc(utc_now()),
+                "how": how,
+            },
             sort_keys=True,
         )
         path = self.rig_dir(rig_id) / ACTIVATIONS_FILE

@@ -630,11 +630,14 @@ def add_parser(subparsers: Any) -> None:
     sh.add_argument("--json", action="store_true", help="the record as JSON")
     sh.set_defaults(func=_show)
     ac = sub.add_parser(
-        "activate", help="make a stored record (e.g. an imported one) its arm's or camera's active one"
+        "activate",
+        help="make a stored record (e.g. an imported one) its arm's or camera's active one",
     )
     ac.add_argument("record", help="record id (or a unique prefix) or file path")
     ac.add_argument("--rig", help="look only in this rig's records")
-    ac.add_argument("--operator", type=identity("operator"), help="who decides (default: login name)")
+    ac.add_argument(
+        "--operator", type=identity("operator"), help="who decides (default: login name)"
+    )
     ac.add_argument("--data-dir", help="data root (default $TELEOP_DATA_DIR or ./sessions)")
     ac.set_defaults(func=_activate)
     df = sub.add_parser("diff", help="two records, joint by joint")

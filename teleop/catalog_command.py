@@ -202,7 +202,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     lab = sub.add_parser("label", help="label an episode (appends to the session's labels.jsonl)")
     lab.add_argument("episode", help="episode file, or id <session-id>/episode_NNNN")
     lab.add_argument("--label", required=True, choices=labels.LABELS)
-    lab.add_argument("--reviewer", required=True, type=identity("reviewer"), help="your reviewer id")
+    lab.add_argument(
+        "--reviewer", required=True, type=identity("reviewer"), help="your reviewer id"
+    )
     lab.add_argument("--reason", help="failure reason (from the task's list)")
     lab.add_argument("--notes", help="free text")
     lab.add_argument("--tag", action="append", help="a tag (repeat for more)")

@@ -368,7 +368,10 @@ def add_parser(subparsers: Any) -> None:
         help="largest follower-leader joint difference at start (default %(default)g rad)",
     )
     d.add_argument(
-        "--min-free-gb", type=number(0.0, 1e6), default=1.0, help="FAIL below this free space (default 1)"
+        "--min-free-gb",
+        type=number(0.0, 1e6),
+        default=1.0,
+        help="FAIL below this free space (default 1)",
     )
     d.add_argument("--no-cameras", action="store_true", help="do not open the cameras")
     d.add_argument("--seed", type=SEED, default=0, help="virtual rig: scripted operator seed")

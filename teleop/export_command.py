@@ -192,7 +192,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     _common(le)
     le.add_argument("--out", required=True, help="output directory")
     le.add_argument(
-        "--fps", type=number(0.0, 1000.0, above=True), required=True, help="frame rate of the dataset"
+        "--fps",
+        type=number(0.0, 1000.0, above=True),
+        required=True,
+        help="frame rate of the dataset",
     )
     le.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     le.set_defaults(func=_lerobot)

@@ -26,7 +26,9 @@ def _split(
     weights = weights or [1.0] * len(contents)
     return fl.SplitContainer(
         direction=direction,
-        items=[fl.SplitItem(proportion=w, content=c) for w, c in zip(weights, contents, strict=True)],
+        items=[
+            fl.SplitItem(proportion=w, content=c) for w, c in zip(weights, contents, strict=True)
+        ],
     )
 
 

@@ -45,4 +45,3 @@ def run_repair(target: Path, output: Path | None, *, out: Callable[[str], None])
             f"{report.schemas_changed} definitions corrected; original kept{where})"
         )
     return 0
-

@@ -59,7 +59,10 @@ def recorded_root(tmp_path_factory: pytest.TempPathFactory, sim_calibration: Pat
 
     root = tmp_path_factory.mktemp("recorded")
     shutil.copytree(sim_calibration / CALIBRATION_DIR, root / CALIBRATION_DIR)
-    for operator, task, episodes, seconds in (("op7", "pick_place", 2, 3.0), ("op9", "fold_towel", 1, 2.0)):
+    for operator, task, episodes, seconds in (
+        ("op7", "pick_place", 2, 3.0),
+        ("op9", "fold_towel", 1, 2.0),
+    ):
         # These recordings are material for readers, not the test of recording (that is
         # tests/teleop/test_record_end_to_end.py and test_faults.py): a virtual bus that
         # stalls on a loaded machine gets one more try rather than failing 50 tests.

@@ -158,7 +158,9 @@ class RenderProcess:
             if not conn.poll(RENDER_TIMEOUT_S) or conn.recv_bytes() != _DONE:
                 raise RenderError(f"camera {self.name!r}: the renderer process stopped answering")
         except (EOFError, OSError) as exc:
-            raise RenderError(f"camera {self.name!r}: the renderer process is gone ({exc})") from None
+            raise RenderError(
+                f"camera {self.name!r}: the renderer process is gone ({exc})"
+            ) from None
         return color.copy(), depth.copy()
 
     def close(self) -> None:

@@ -74,7 +74,9 @@ def repair(source: Path, output: Path | None = None) -> RepairReport:
         if not needs_repair(source):
             return RepairReport(source, None, 0, 0)
     except EpisodeReadError as exc:
-        raise RepairError(f"{exc}; a damaged or unfinished file needs `teleop recover` first") from exc
+        raise RepairError(
+            f"{exc}; a damaged or unfinished file needs `teleop recover` first"
+        ) from exc
     output = Path(output) if output is not None else default_output(source)
     if output.exists():
         raise RepairError(f"{output} already exists; pass another output path or move it aside")

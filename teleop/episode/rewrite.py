@@ -100,8 +100,12 @@ class EpisodeCopier:
         self._writer.add_message(ch, rec.log_time, rec.data, rec.publish_time, rec.sequence)
         self.messages += 1
         t = rec.log_time
-        self.first_log_time_ns = t if self.first_log_time_ns is None else min(self.first_log_time_ns, t)
-        self.last_log_time_ns = t if self.last_log_time_ns is None else max(self.last_log_time_ns, t)
+        self.first_log_time_ns = (
+            t if self.first_log_time_ns is None else min(self.first_log_time_ns, t)
+        )
+        self.last_log_time_ns = (
+            t if self.last_log_time_ns is None else max(self.last_log_time_ns, t)
+        )
 
     def finish(self, name: str, record: dict[str, str]) -> None:
         """Add a metadata record saying what was done (``recovery``, ``repair``) and write

@@ -125,7 +125,9 @@ class _Channel:
 
 
 def episode_mcap_writer(
-    out: IO[bytes], chunk_size: int = DEFAULT_CHUNK_SIZE, compression: CompressionType = CompressionType.ZSTD
+    out: IO[bytes],
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    compression: CompressionType = CompressionType.ZSTD,
 ) -> McapWriter:
     """An mcap writer with the settings of every episode file teleop writes: all indexes and
     statistics, schemas and channels repeated in the summary, chunk CRCs and a CRC of the

@@ -92,7 +92,9 @@ class CameraHealth:
             gap = frame_number - self._last_number - 1
             self.stats.frame_gaps += gap
             events.append(
-                HealthEvent("frames_missing", f"{gap} frames missing before #{frame_number}", now_ns)
+                HealthEvent(
+                    "frames_missing", f"{gap} frames missing before #{frame_number}", now_ns
+                )
             )
         self._last_number = frame_number
         duplicate = signature == self._last_signature
@@ -104,14 +106,18 @@ class CameraHealth:
                 self.frozen = True
                 self.stats.freezes += 1
                 events.append(
-                    HealthEvent("camera_frozen", f"{self._duplicate_run + 1} identical frames", now_ns)
+                    HealthEvent(
+                        "camera_frozen", f"{self._duplicate_run + 1} identical frames", now_ns
+                    )
                 )
         else:
             if self.frozen:
                 self.frozen = False
                 events.append(
                     HealthEvent(
-                        "camera_unfrozen", f"after {self._duplicate_run + 1} identical frames", now_ns
+                        "camera_unfrozen",
+                        f"after {self._duplicate_run + 1} identical frames",
+                        now_ns,
                     )
                 )
             self._duplicate_run = 0

@@ -172,7 +172,9 @@ def test_checks_pass_when_the_leaders_match_and_refuse_a_pose_delta(calibrated: 
         pose = joint_pose(rig, "left_follower")
         shoulder = spec.arm("left_follower").joint_names.index("shoulder")
         pose[shoulder] += 1.0
-        wait_pose(rig, "left_leader", pose, rig.calibration_move("left_leader", "pose", angles=pose))
+        wait_pose(
+            rig, "left_leader", pose, rig.calibration_move("left_leader", "pose", angles=pose)
+        )
         results = run_checks(spec, calibrated.data_root, ports=rig.ports, max_age_days=1)
         (fail,) = [r for r in results if r.status == Status.FAIL]
         assert (fail.check, fail.subject, fail.joint) == ("pose delta", "left_follower", "shoulder")

@@ -93,7 +93,12 @@ def _edit(old: str, new: str) -> str:
         # Safety values a rig file must not be able to set.
         ("max_step_rad = 0.15", "max_step_rad = inf", "safety.max_step_rad", "finite number"),
         ("max_step_rad = 0.15", "max_step_rad = nan", "safety.max_step_rad", "finite number"),
-        ("max_step_rad = 0.15", "max_step_rad = 3.0", "safety.max_step_rad", "less than or equal to 0.5"),
+        (
+            "max_step_rad = 0.15",
+            "max_step_rad = 3.0",
+            "safety.max_step_rad",
+            "less than or equal to 0.5",
+        ),
         (
             "max_step_rad = 0.15",
             "max_step_rad = 0.15\njoint_limit_margin_rad = 10",
@@ -130,7 +135,9 @@ def test_motor_id_0_repeated_as_a_shadow_id_0_is_a_duplicate():
     text = _edit("id = 1, model", "id = 0, model").replace(
         "id = 2, shadow_id = 3", "id = 2, shadow_id = 0", 1
     )
-    with pytest.raises(RigSpecError, match=r"field 'arms\[0\]'.*motor ids repeat on one bus: \[0, 0,"):
+    with pytest.raises(
+        RigSpecError, match=r"field 'arms\[0\]'.*motor ids repeat on one bus: \[0, 0,"
+    ):
         parse_rig(text, "rig.toml")
 
 

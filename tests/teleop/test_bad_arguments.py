@@ -38,7 +38,9 @@ RECORD = ["record", "--rig", "sim-bimanual", "--operator", "op", "--task", "t"]
         (["bench", "crash", "--trials", "0"], "--trials", "out of range"),
     ],
 )  # fmt: skip
-def test_refused_at_parse_time_in_one_line(argv, argument, why, tmp_path: Path, capsys, monkeypatch):
+def test_refused_at_parse_time_in_one_line(
+    argv, argument, why, tmp_path: Path, capsys, monkeypatch
+):
     monkeypatch.chdir(tmp_path)
     data = tmp_path / "data"
     assert main([*argv, "--data-dir", str(data)] if argv[0] != "bench" else argv) == 2

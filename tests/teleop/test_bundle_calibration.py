@@ -67,7 +67,9 @@ def _re_dated(bundle: Path, record: Path, created_utc: str) -> Path:
     envelope = json.loads(record.read_text())
     body = dict(envelope["record"], created_utc=created_utc)
     new = CalibrationRecord.model_validate(body)
-    raw = canonical_json({"id": new.record_id(), "record": new.body(), "sha256": sha256_hex(new.canonical_bytes())})
+    raw = canonical_json(
+        {"id": new.record_id(), "record": new.body(), "sha256": sha256_hex(new.canonical_bytes())}
+    )
     path = record.with_name(f"{new.record_id()}.json")
     path.write_bytes(raw)
     manifest = bundle / "manifest.json"
@@ -76,7 +78,9 @@ def _re_dated(bundle: Path, record: Path, created_utc: str) -> Path:
     return path
 
 
-def test_a_newer_imported_record_does_not_become_active(recorded_root: Path, bundle: Path, tmp_path: Path):
+def test_a_newer_imported_record_does_not_become_active(
+    recorded_root: Path, bundle: Path, tmp_path: Path
+):
     station = tmp_path / "station"
     shutil.copytree(recorded_root, station)
     store = CalibrationStore(station)

@@ -51,7 +51,9 @@ def test_a_member_declaring_more_bytes_than_the_file_holds(tmp_path: Path, capsy
     assert "big.tar" in line and ("truncated" in line or "not a complete" in line)
 
 
-def test_a_session_folder_that_is_not_a_session_id_is_refused(recorded_root: Path, tmp_path: Path, capsys):
+def test_a_session_folder_that_is_not_a_session_id_is_refused(
+    recorded_root: Path, tmp_path: Path, capsys
+):
     out = tmp_path / "dir"
     export_bundle(catalog.query(recorded_root, "task = 'fold_towel'"), recorded_root, out)
     (session,) = (out / "sessions").iterdir()

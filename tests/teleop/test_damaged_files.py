@@ -76,7 +76,9 @@ def test_replay_refuses_a_damaged_file_before_any_goal_is_written(root: Path):
     with RigRuntime(load_rig("sim-bimanual"), with_cameras=False) as runtime:
         virtual = runtime.virtual
         followers = ("left_follower", "right_follower")
-        goals = {a: {i: s.goal_ticks for i, s in virtual.servo_states(a).items()} for a in followers}
+        goals = {
+            a: {i: s.goal_ticks for i, s in virtual.servo_states(a).items()} for a in followers
+        }
         torque = {a: virtual.torque_writes(a) for a in followers}
         with pytest.raises(ReplayError, match=r"damaged, chunk 2 of .*nothing was sent"):
             run_replay(rig="sim-bimanual", file=path, data_dir=str(root), yes=True, runtime=runtime)
@@ -89,7 +91,9 @@ def test_replay_refuses_a_damaged_file_before_any_goal_is_written(root: Path):
 def test_teleop_replay_yes_on_a_damaged_file_exits_2_in_one_line(root: Path, capsys):
     path = _episode(root, "pick_place")
     flip_in_chunk(path, 1)
-    assert main(["replay", "--rig", "sim-bimanual", str(path), "--yes", "--data-dir", str(root)]) == 2
+    assert (
+        main(["replay", "--rig", "sim-bimanual", str(path), "--yes", "--data-dir", str(root)]) == 2
+    )
     line = _one_error_line(capsys)
     assert "damaged, chunk 1 of" in line and "nothing was sent to the robot" in line
 
@@ -111,13 +115,24 @@ def test_a_kept_episode_whose_file_is_gone_is_a_catalog_problem(root: Path):
 
 
 @pytest.mark.parametrize("kind", ["bundle", "hdf5", "lerobot"])
-def test_exports_refuse_a_damaged_episode_and_write_nothing(root: Path, tmp_path: Path, kind, capsys):
+def test_exports_refuse_a_damaged_episode_and_write_nothing(
+    root: Path, tmp_path: Path, kind, capsys
+):
     path = _episode(root)
     flip_in_chunk(path, 1)
     out = tmp_path / "out" / kind
     out.parent.mkdir()
     # The catalog would say "readable = 0"; exports check the bytes themselves all the same.
-    argv = ["export", kind, "--where", "task = 'fold_towel'", "--out", str(out), "--data-dir", str(root)]
+    argv = [
+        "export",
+        kind,
+        "--where",
+        "task = 'fold_towel'",
+        "--out",
+        str(out),
+        "--data-dir",
+        str(root),
+    ]
     argv += {"lerobot": ["--fps", "15"], "hdf5": ["--layout", "aloha"], "bundle": []}[kind]
     assert main(argv) == 2
     assert "damaged" in _one_error_line(capsys)

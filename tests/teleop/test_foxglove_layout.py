@@ -47,7 +47,9 @@ def test_every_panel_of_the_layout_shows_data_of_a_recorded_episode(recorded_roo
     topics = summarize(episode).topics
     layout = json.loads((DOCS / "teleop-episode-sim-bimanual.json").read_text())
     names: dict[str, list[str]] = {}
-    for m in iter_messages(episode, [t for t in topics if t.endswith(("_states", "_targets", "_commands"))]):
+    for m in iter_messages(
+        episode, [t for t in topics if t.endswith(("_states", "_targets", "_commands"))]
+    ):
         names.setdefault(m.topic, list(m.message.name))
 
     kinds: dict[str, int] = {}

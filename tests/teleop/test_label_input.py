@@ -26,7 +26,9 @@ def _one_error_line(capsys) -> str:
     return err[0]
 
 
-@pytest.mark.parametrize("mark", ["grasp=inf", "grasp=1e400", "grasp=nan", "grasp=-1", "=2", "grasp"])
+@pytest.mark.parametrize(
+    "mark", ["grasp=inf", "grasp=1e400", "grasp=nan", "grasp=-1", "=2", "grasp"]
+)
 def test_a_mark_that_is_not_a_finite_time_is_refused(root: Path, mark: str, capsys):
     (row,) = catalog.query(root, "task = 'fold_towel'")
     path = Path(row["path"])

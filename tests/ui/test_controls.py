@@ -113,7 +113,10 @@ def test_squeezing_both_leader_grippers_starts_the_episode(qtbot, tmp_path, cali
     def seen(closed: set[str]) -> bool:
         """The detector's last sample shows exactly these leaders' grippers squeezed."""
         o = squeeze.openings
-        return set(o) == set(leaders) and {a for a, v in o.items() if v < squeeze.closed_below} == closed
+        return (
+            set(o) == set(leaders)
+            and {a for a, v in o.items() if v < squeeze.closed_below} == closed
+        )
 
     def still_armed_while_seen(closed: set[str]) -> None:
         """For longer than a squeeze must last, the detector keeps seeing ``closed``; nothing
