@@ -33,7 +33,7 @@ from teleop.session import SESSION_FILE
 log = logging.getLogger(__name__)
 
 CATALOG_FILE = "catalog.sqlite"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # A query clause that runs longer than this many sqlite VM steps is stopped (a runaway
 # recursive expression must not hang the app).
 _MAX_QUERY_STEPS = 50_000_000
@@ -56,6 +56,7 @@ EPISODE_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("date", "TEXT", "episode start date, YYYY-MM-DD (UTC)"),
     ("duration_s", "REAL", "seconds"),
     ("bytes", "INTEGER", "file size"),
+    ("sha256", "TEXT", "sha256 of the file as recorded (session.json); NULL before 0.2"),
     ("rate_hz", "REAL", "achieved control rate"),
     ("flags", "TEXT", "quality flags, '; '-separated ('' when none)"),
     ("flag_count", "INTEGER", "number of quality flags"),
@@ -382,6 +383,7 @@ def _episode_row(
         "date": start_utc[:10],
         "duration_s": duration_s,
         "bytes": path.stat().st_size,
+        "sha256": entry.get("sha256"),
         "rate_hz": quality.get("achieved_rate_hz"),
         "flags": "; ".join(flags),
         "flag_count": len(flags),

@@ -234,10 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
     calibration_command.add_parser(sub)
     doctor.add_parser(sub)
     replay_command.add_parser(sub)
-    from teleop import catalog_command, export_command
+    from teleop import catalog_command, export_command, keys_command
 
     catalog_command.add_parser(sub)
     export_command.add_parser(sub)
+    keys_command.add_parser(sub)
 
     b = sub.add_parser("bench", help="benchmarks that print figures")
     bsub = b.add_subparsers(dest="bench", required=True, metavar="BENCH")

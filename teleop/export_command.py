@@ -85,6 +85,7 @@ def _bundle(args: argparse.Namespace) -> int:
             progress=progress,
             overwrite=args.overwrite,
             query=args.where,
+            sign_with=Path(args.sign) if args.sign else None,
         )
     if args.pseudonymize:
         print(
@@ -97,6 +98,8 @@ def _bundle(args: argparse.Namespace) -> int:
     with progress_bar(args.quiet) as progress:
         verified = verify_bundle(result.path, progress=progress)
     print(f"verified: {verified.files} files, sha256 OK")
+    if verified.signature is not None:
+        print(f"signed: key {verified.signature.key_id} (Ed25519 over SHA256SUMS)")
     return 0
 
 
@@ -150,7 +153,19 @@ def _import(args: argparse.Namespace) -> int:
 
     root = resolve_data_root(args.data_dir)
     with progress_bar(args.quiet) as progress:
-        result = import_bundle(Path(args.bundle), root, progress=progress)
+        result = import_bundle(
+            Path(args.bundle),
+            root,
+            progress=progress,
+            require_signature=args.require_signature,
+            trusted_key_files=tuple(Path(k) for k in args.trusted_key),
+        )
+    signature = result.signature
+    if signature is None:
+        print("unsigned: checksums show the files are intact, not who made them")
+    else:
+        trust = "a trusted key" if signature.trusted else "a key this station does not trust"
+        print(f"signed by key {signature.key_id} ({trust}), {signature.signed_utc}")
     print(
         f"{root}: {result.added} files added, {result.skipped} already there; "
         f"sessions {', '.join(result.sessions)}; {result.episodes_in_catalog} episodes in the catalog"
@@ -186,6 +201,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "session.json (the byte-for-byte MCAP files and labels still name them)",
     )
     b.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    b.add_argument(
+        "--sign",
+        metavar="KEY",
+        help="sign SHA256SUMS with this private key (from `teleop keys new`)",
+    )
     b.set_defaults(func=_bundle)
 
     le = esub.add_parser("lerobot", help="a LeRobot v3 dataset")
@@ -211,5 +231,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "import", help="verify a bundle (directory or .tar) and add it to the data root"
     )
     i.add_argument("bundle", help="bundle directory or .tar")
+    i.add_argument(
+        "--require-signature",
+        action="store_true",
+        help="import only a bundle signed by a trusted key (the data root's keys/ and "
+        "--trusted-key)",
+    )
+    i.add_argument(
+        "--trusted-key",
+        action="append",
+        default=[],
+        metavar="FILE.pub",
+        help="also trust this public key (repeatable)",
+    )
     _common(i, selects=False)
     i.set_defaults(func=_import)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from teleop import __version__
+from teleop.episode.verify import file_sha256
 from teleop.errors import DataRootError
 
 DATA_DIR_ENV = "TELEOP_DATA_DIR"
@@ -265,6 +266,8 @@ class Session:
             "status": "recovered",
             "recovered_from": Path(source).name,
             "duration_s": round(duration_s, 3),
+            "bytes": Path(output).stat().st_size,
+            "sha256": file_sha256(Path(output)),
             "quality": {"flags": [f"recovered: the recording ended abnormally ({stopped_at})"]},
         }
         try:
@@ -283,6 +286,8 @@ class Session:
             if e.get("file") == Path(source).name:
                 e["file"] = Path(output).name
                 e["repaired_from"] = Path(source).name
+                e["bytes"] = Path(output).stat().st_size
+                e["sha256"] = file_sha256(Path(output))
                 self.save()
                 return True
         return False

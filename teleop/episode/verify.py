@@ -10,6 +10,7 @@ it before they trust a file.
 
 from __future__ import annotations
 
+import hashlib
 import struct
 import zlib
 from dataclasses import dataclass
@@ -36,6 +37,16 @@ class Damage:
 
     def __str__(self) -> str:
         return f"{self.where}: {self.why}"
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of the file's bytes, as ``sha256sum`` prints it (session.json records it
+    for every kept episode; bundles and imports compare against it)."""
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(_BLOCK):
+            sha.update(block)
+    return sha.hexdigest()
 
 
 def _data_section_crc(path: Path) -> tuple[int, int] | None:

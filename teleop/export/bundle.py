@@ -10,6 +10,8 @@ A bundle (a directory, or a plain ``.tar`` of the same files) holds::
     DATASHEET.md                              after "Datasheets for Datasets"
     manifest.json                             what, from where, by which software; per episode
     SHA256SUMS                                every other file, as ``sha256sum -c`` reads it
+    SIGNATURE                                 (signed bundles) a lab key's Ed25519 signature
+                                              over SHA256SUMS (:mod:`teleop.export.signing`)
 
 Files are hashed while they are copied (one read of each), and the bundle is written under a
 temporary name and renamed when complete (:func:`teleop.export.atomic.atomic_output`).
@@ -39,6 +41,7 @@ from calibration.store import CALIBRATION_DIR
 from teleop.episode.reader import EpisodeReadError, read_attachment, summarize
 from teleop.export.atomic import ExportError, Progress, atomic_output
 from teleop.export.datasheet import DatasheetFacts, render_datasheet
+from teleop.export.signing import SIGNATURE, load_private, sign
 from teleop.export.verified import refuse_damaged
 from teleop.labels import LABELS_FILE, read_labels
 from teleop.recording.provenance import software
@@ -69,7 +72,7 @@ class BundleResult:
     path: Path
     episodes: int
     files: int
-    """Files in the bundle, SHA256SUMS included."""
+    """Files in the bundle, SHA256SUMS (and SIGNATURE) included."""
     bytes: int
     """Bytes of all files in the bundle."""
 
@@ -140,19 +143,22 @@ def export_bundle(
     progress: Progress | None = None,
     overwrite: bool = False,
     query: str | None = None,
+    sign_with: Path | None = None,
 ) -> BundleResult:
     """Write the episodes of ``rows`` (from :func:`teleop.catalog.query`) as a bundle at
     ``out`` (a directory; a plain tar file when ``out`` ends in ``.tar``).
 
     ``progress(done_bytes, total_bytes, what)`` is called as bytes are copied; an exception
     raised from it stops the export and nothing is left under ``out``. ``query`` is recorded
-    in the manifest and datasheet as the selection.
+    in the manifest and datasheet as the selection. With ``sign_with`` (a private key file
+    from ``teleop keys new``), the bundle also gets a SIGNATURE over its SHA256SUMS.
 
     Raises:
         ExportError: nothing selected, a damaged episode, a missing calibration record or
             rig attachment, or ``out`` exists (without ``overwrite``).
     """
     data_root, out = Path(data_root), Path(out)
+    key = load_private(sign_with) if sign_with is not None else None  # a bad key: fail first
     if not rows:
         raise ExportError("no episodes selected; check --where with `teleop episodes --where …`")
     rows = [dict(r) for r in rows]
@@ -223,10 +229,13 @@ def export_bundle(
                 sums[item.rel] = sink.add(item, lambda n: None)
             sums_bytes = "".join(f"{sha}  {rel}\n" for rel, sha in sorted(sums.items()))
             sink.add(_Item(SUMS, data=sums_bytes.encode("utf-8")), lambda n: None)
+            signature = sign(sums_bytes.encode("utf-8"), key) if key is not None else b""
+            if signature:
+                sink.add(_Item(SIGNATURE, data=signature), lambda n: None)
         if progress is not None:
             progress(total, total, "done")
-        written = total + len(datasheet) + len(manifest) + len(sums_bytes)
-    return BundleResult(out, len(rows), len(sums) + 1, written)
+        written = total + len(datasheet) + len(manifest) + len(sums_bytes) + len(signature)
+    return BundleResult(out, len(rows), len(sums) + 1 + bool(signature), written)
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -20,7 +21,7 @@ import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, Any
 
 from calibration.records import CalibrationRecordError
 from calibration.store import (
@@ -33,6 +34,8 @@ from calibration.store import (
 from teleop import catalog
 from teleop.export.atomic import ExportError, Progress
 from teleop.export.bundle import DATASHEET, MANIFEST, RIGS_DIR, SESSIONS_DIR, SUMS
+from teleop.export.signing import SIGNATURE, SignatureCheck, trusted_keys
+from teleop.export.signing import check as check_signature
 from teleop.labels import LABELS_FILE
 from teleop.session import SESSION_FILE, fsync_dir
 
@@ -63,13 +66,15 @@ class VerifiedBundle:
 
     path: Path
     sums: dict[str, str]
-    """Relative path → sha256, for every file but SHA256SUMS."""
+    """Relative path → sha256, for every file but SHA256SUMS (and SIGNATURE)."""
     bytes: int
+    signature: SignatureCheck | None = None
+    """The bundle's signature, checked against SHA256SUMS; None for an unsigned bundle."""
 
     @property
     def files(self) -> int:
-        """Files checked, SHA256SUMS included."""
-        return len(self.sums) + 1
+        """Files checked, SHA256SUMS and SIGNATURE included."""
+        return len(self.sums) + 1 + (self.signature is not None)
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,7 @@ class ImportResult:
     """Files already in the data root, identical."""
     bytes_added: int
     episodes_in_catalog: int
+    signature: SignatureCheck | None = None
 
 
 # -- reading a bundle ------------------------------------------------------------------------
@@ -199,11 +205,12 @@ def _stream(f: IO[bytes], on_chunk: Callable[[bytes], None]) -> str:
     return sha.hexdigest()
 
 
-def _read_sums(bundle: _Bundle) -> dict[str, str]:
+def _read_sums(bundle: _Bundle) -> tuple[dict[str, str], bytes]:
     if SUMS not in bundle.names:
         raise ExportError(f"{bundle.path}: no {SUMS}; not a teleop bundle")
     with bundle.open(SUMS) as f:
-        text = f.read().decode("utf-8", "replace")
+        raw = f.read()
+    text = raw.decode("utf-8", "replace")
     sums: dict[str, str] = {}
     for number, line in enumerate(text.splitlines(), start=1):
         m = _SUM_LINE.match(line)
@@ -213,7 +220,7 @@ def _read_sums(bundle: _Bundle) -> dict[str, str]:
         if name in sums:
             raise ExportError(f"{bundle.path}: {SUMS} lists {name} twice")
         sums[name] = m.group(1)
-    return sums
+    return sums, raw
 
 
 @dataclass
@@ -231,12 +238,22 @@ class _Counter:
             self.progress(self.done[0], self.total, self.what)
 
 
-def _check(bundle: _Bundle, progress: Progress | None) -> VerifiedBundle:
-    sums = _read_sums(bundle)
+def _check(
+    bundle: _Bundle, progress: Progress | None, trusted: dict[str, Any] | None = None
+) -> VerifiedBundle:
+    sums, raw_sums = _read_sums(bundle)
+    signature = None
+    if SIGNATURE in bundle.names:
+        if SIGNATURE in sums or bundle.names[SIGNATURE] > 64 * 1024:
+            raise ExportError(f"{bundle.path}: {SIGNATURE} is not a bundle signature")
+        with bundle.open(SIGNATURE) as f:
+            signature = check_signature(bundle.path, raw_sums, f.read(), trusted or {})
     for name in bundle.names:
-        if name != SUMS and name not in sums:
+        if name in (SUMS, SIGNATURE):
+            continue
+        if name not in sums:
             raise ExportError(f"{bundle.path}: {name} is not listed in {SUMS}")
-        if name != SUMS and not any(p.match(name) for p in _LAYOUT):
+        if not any(p.match(name) for p in _LAYOUT):
             raise ExportError(f"{bundle.path}: {name} is not part of a teleop bundle")
     for name in sums:
         if name not in bundle.names:
@@ -251,20 +268,24 @@ def _check(bundle: _Bundle, progress: Progress | None) -> VerifiedBundle:
                 f"{bundle.path}: {name} does not match its sha256 in {SUMS} "
                 "(altered or damaged); nothing was imported"
             )
-    return VerifiedBundle(bundle.path, sums, total)
+    return VerifiedBundle(bundle.path, sums, total, signature)
 
 
-def verify_bundle(path: Path, *, progress: Progress | None = None) -> VerifiedBundle:
-    """Check every file of the bundle at ``path`` against its SHA256SUMS.
+def verify_bundle(
+    path: Path, *, progress: Progress | None = None, trusted: dict[str, Any] | None = None
+) -> VerifiedBundle:
+    """Check every file of the bundle at ``path`` against its SHA256SUMS, and its SIGNATURE
+    (if it has one) against SHA256SUMS; ``trusted`` keys (:func:`trusted_keys`) decide
+    whether the signer is known.
 
     Raises:
         ExportError: one line naming the first file that fails: a checksum mismatch, a file
             not listed or listed but missing, a name outside the bundle, a link or device,
-            or a file that is not part of the bundle layout.
+            or a file that is not part of the bundle layout; a signature that does not match.
     """
     bundle = _Bundle(Path(path))
     try:
-        return _check(bundle, progress)
+        return _check(bundle, progress, trusted)
     finally:
         bundle.close()
 
@@ -294,11 +315,72 @@ def _check_record(bundle: Path, rel: str, raw: bytes, dest: Path) -> None:
         raise ExportError(f"{bundle}: {rel}: {exc}; nothing was imported") from None
 
 
+def _json_member(bundle: _Bundle, rel: str) -> Any:
+    with bundle.open(rel) as f:
+        try:
+            return json.loads(f.read().decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise ExportError(f"{bundle.path}: {rel} is not valid JSON ({exc})") from None
+
+
+def _episode_hashes(manifest: Any, where: str) -> dict[str, str]:
+    """Episode file → sha256 as a manifest.json (``path``) or session.json (``file``) says."""
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("episodes", []), list):
+        raise ExportError(f"{where}: has no list of episodes")
+    out = {}
+    for e in manifest.get("episodes", []):
+        if isinstance(e, dict) and e.get("sha256"):
+            out[str(e.get("path") or e.get("file"))] = str(e["sha256"])
+    return out
+
+
+def _check_episode_hashes(bundle: _Bundle, verified: VerifiedBundle, data_root: Path) -> None:
+    """Every episode's sha256 in SHA256SUMS must equal the one in manifest.json, in the
+    bundle's session.json and, for a session the station already has, in its own
+    session.json: SHA256SUMS alone can be rewritten to match altered files."""
+    sums = verified.sums
+
+    def refuse(rel: str, where: str) -> None:
+        raise ExportError(
+            f"{bundle.path}: {rel} does not match its sha256 in {where}; the bundle was "
+            "altered or assembled from different recordings; nothing was imported"
+        )
+
+    if MANIFEST in sums:
+        for rel, sha in _episode_hashes(_json_member(bundle, MANIFEST), MANIFEST).items():
+            if rel not in sums:
+                raise ExportError(f"{bundle.path}: {MANIFEST} lists {rel}, which is missing")
+            if sums[rel] != sha:
+                refuse(rel, MANIFEST)
+    for rel in sorted(r for r in sums if r.endswith(f"/{SESSION_FILE}")):
+        session = rel.split("/")[1]
+        sources = [(rel, _json_member(bundle, rel))]
+        local = data_root / session / SESSION_FILE
+        if local.is_file():
+            # An unreadable local manifest: the clash check below refuses it.
+            with contextlib.suppress(OSError, ValueError):
+                sources.append((str(local), json.loads(local.read_text(encoding="utf-8"))))
+        for where, manifest in sources:
+            for file, sha in _episode_hashes(manifest, where).items():
+                episode = f"{SESSIONS_DIR}/{session}/{file}"
+                if episode in sums and sums[episode] != sha:
+                    refuse(episode, where)
+
+
 def import_bundle(
-    bundle: Path, data_root: Path, *, progress: Progress | None = None
+    bundle: Path,
+    data_root: Path,
+    *,
+    progress: Progress | None = None,
+    require_signature: bool = False,
+    trusted_key_files: tuple[Path, ...] = (),
 ) -> ImportResult:
     """Verify the bundle, then add its sessions, calibration records and rig files to
     ``data_root`` and refresh the catalog.
+
+    With ``require_signature``, only a bundle signed by a key the station trusts (its
+    ``keys/*.pub`` and ``trusted_key_files``) is imported. A signature that does not match
+    is refused whether or not one is required.
 
     ``progress(done_bytes, total_bytes, what)`` covers the check and the copy (twice the
     bundle's size). Files identical to ones already there are skipped.
@@ -310,15 +392,18 @@ def import_bundle(
     bundle, data_root = Path(bundle), Path(data_root)
     if not data_root.is_dir():
         raise ExportError(f"{data_root}: no such data directory; create it or pass --data-dir")
+    trusted = trusted_keys(data_root, trusted_key_files)
     b = _Bundle(bundle)
     try:
-        total = 2 * sum(size for name, size in b.names.items() if name != SUMS)
+        total = 2 * sum(size for name, size in b.names.items() if name not in (SUMS, SIGNATURE))
 
         def checking(done: int, _t: int, what: str) -> None:
             if progress is not None:
                 progress(done, total, what)
 
-        verified = _check(b, checking)
+        verified = _check(b, checking, trusted)
+        _require_signature(bundle, verified.signature, require_signature)
+        _check_episode_hashes(b, verified, data_root)
         wanted = sorted(
             (rel for rel in verified.sums if rel not in (MANIFEST, DATASHEET)),
             key=lambda rel: (_kind(rel), rel),
@@ -351,8 +436,30 @@ def import_bundle(
     report = catalog.refresh(data_root)
     sessions = sorted({rel.split("/")[1] for rel in verified.sums if rel.startswith(SESSIONS_DIR)})
     return ImportResult(
-        bundle, data_root, tuple(sessions), len(new), skipped, added_bytes, report.episodes
+        bundle,
+        data_root,
+        tuple(sessions),
+        len(new),
+        skipped,
+        added_bytes,
+        report.episodes,
+        verified.signature,
     )
+
+
+def _require_signature(bundle: Path, signature: SignatureCheck | None, required: bool) -> None:
+    if not required:
+        return
+    if signature is None:
+        raise ExportError(
+            f"{bundle}: not signed, and --require-signature is set; ask for a bundle exported "
+            "with `teleop export bundle --sign KEY`; nothing was imported"
+        )
+    if not signature.trusted:
+        raise ExportError(
+            f"{bundle}: signed by key {signature.key_id}, which this station does not trust; "
+            "if it is your lab's key, `teleop keys trust FILE.pub` first; nothing was imported"
+        )
 
 
 def _destination(data_root: Path, rel: str) -> Path:

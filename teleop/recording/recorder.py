@@ -23,6 +23,7 @@ from teleop.clock import SessionClock, iso_utc
 from teleop.control.loop import ControlSample
 from teleop.control.process import ControlProcess
 from teleop.control.ring import LoopCounters
+from teleop.episode.verify import file_sha256
 from teleop.episode.writer import EpisodeWriter
 from teleop.errors import TeleopError
 from teleop.recording.capture import CameraEvent, CaptureThread, EncodedFrame
@@ -379,6 +380,7 @@ class Recorder:
                 "start_utc": iso_utc(ep.start_utc_ns),
                 "duration_s": quality["duration_s"],
                 "bytes": path.stat().st_size,
+                "sha256": file_sha256(path),
                 "quality": quality,
             }
         )
