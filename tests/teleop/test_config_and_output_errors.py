@@ -62,3 +62,10 @@ def test_a_data_root_that_cannot_be_written_is_refused_before_the_rig_opens(
     line = _one_error_line(capsys)
     assert "not writable" in line and str(read_only) in line
     assert sorted(read_only.iterdir()) == []
+
+
+def test_episodes_on_a_data_root_where_the_catalog_cannot_be_written(tmpfs, capsys):
+    read_only = tmpfs("1m", read_only=True)
+    assert main(["episodes", "--data-dir", str(read_only)]) == 2
+    line = _one_error_line(capsys)
+    assert "cannot write the catalog" in line and str(read_only) in line
