@@ -1,10 +1,11 @@
 """A camera that renders the virtual rig's follower arms, paced like a real device.
 
-It behaves like hardware where it matters to the app: frames arrive at ``spec.fps`` on a
-fixed schedule (deadline pacing, so no drift); a reader that falls behind finds the frame
+It behaves like hardware where it matters to the app: frames are exposed at ``spec.fps`` on a
+fixed schedule (no drift) by a sensor process of its own that buffers the last frames
+(``rigs/virtual/render_process.py``); a reader late by more than the buffer finds the frame
 number jumped, as with a real device that kept streaming; each frame carries a device
-timestamp from the camera's own clock (its own epoch and a small rate error), a host
-estimate of the exposure time and the host receipt time.
+timestamp from the camera's own clock (its own epoch and a small rate error), the exposure
+time on the host clock and the host receipt time.
 """
 
 from __future__ import annotations
@@ -12,12 +13,10 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
-import threading
 import time
 from importlib import metadata
 
 from rigs.cameras.base import Camera, CameraError, CameraInfo, Frame, Intrinsics, register_driver
-from rigs.cameras.pacing import FramePacer
 from rigs.spec import Camera as CameraSpec
 from rigs.spec import RigSpec
 from rigs.virtual.render_process import RenderError, RenderProcess
@@ -46,9 +45,10 @@ def synthetic_serial(camera_name: str) -> str:
 class SyntheticCamera(Camera):
     """Renders ``spec.view`` of the follower arms read from the shared world.
 
-    ``read()`` blocks until the next frame deadline. Frame numbers start at 0 on connect and
-    advance once per period of the device's schedule; frames the reader was too late for are
-    skipped (counted in :attr:`frames_skipped`) and the frame number jumps over them.
+    ``read()`` returns the oldest buffered frame, waiting for the next one if none is ready.
+    Frame numbers start at 0 on connect and advance once per period of the device's schedule;
+    frames the reader was too late for (more than the sensor buffers) are skipped (counted in
+    :attr:`frames_skipped`) and the frame number jumps over them.
     """
 
     def __init__(self, spec: CameraSpec, *, rig: RigSpec, world: SharedWorld):
@@ -69,13 +69,13 @@ class SyntheticCamera(Camera):
         self._device_epoch_ns = random.Random(seed).randrange(10**9, 10**12)
         self._renderer: Renderer | None = None
         self._remote: RenderProcess | None = None
-        self._stop = threading.Event()
-        self._pacer = FramePacer(spec.name, spec.fps, self._stop)
         self._connected = False
-        self._t0_ns = 0
         self._next_frame_number = 0
         self.frames_delivered = 0
         self.frames_skipped = 0
+        """Frame numbers never delivered: the reader was too late, or the sensor overran."""
+        self.frames_overrun = 0
+        """Of those, the ones the sensor itself missed (its process fell behind)."""
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -87,7 +87,7 @@ class SyntheticCamera(Camera):
             self._renderer = Renderer(self._rig, self._view, self.spec.width, self.spec.height)
         except ValueError as exc:
             raise CameraError(f"camera {self.name!r}: {exc}") from None
-        # Drawing happens in a process of its own, off the app's GIL (render_process.py).
+        # The sensor (schedule, drawing, buffers) is a process of its own (render_process.py).
         remote = RenderProcess(
             self._rig,
             self._view,
@@ -96,18 +96,17 @@ class SyntheticCamera(Camera):
             self._world,
             self._followers,
             self.name,
+            depth=self.spec.depth,
         )
         try:
-            remote.start()
+            remote.start(self.spec.fps, self._device_epoch_ns, DEVICE_CLOCK_DRIFT_PPM)
         except RenderError as exc:
             raise CameraError(str(exc)) from None
         self._remote = remote
-        self._stop.clear()
-        self._t0_ns = time.monotonic_ns()
-        self._pacer.start(self._t0_ns)
         self._next_frame_number = 0
         self.frames_delivered = 0
         self.frames_skipped = 0
+        self.frames_overrun = 0
         self._connected = True
         log.info(
             "synthetic camera %s connected (%s view, %d fps)", self.name, self._view, self.spec.fps
@@ -120,7 +119,6 @@ class SyntheticCamera(Camera):
     def disconnect(self) -> None:
         """Stop; a ``read()`` waiting in another thread wakes and raises CameraError."""
         self._connected = False
-        self._stop.set()
         remote, self._remote = self._remote, None
         if remote is not None:
             remote.close()
@@ -128,38 +126,35 @@ class SyntheticCamera(Camera):
     # -- frames -----------------------------------------------------------------------------
 
     def read(self, timeout_s: float = 1.0) -> Frame:
-        """Wait for the next frame deadline, render the current follower pose, return it."""
+        """The next frame of the device's queue (waiting for it if none is ready)."""
         remote = self._remote
         if not self._connected or remote is None:
             raise CameraError(f"camera {self.name!r} is not connected; call connect() first")
-        deadline, missed = self._pacer.wait(timeout_s)
-        frame_number = self._next_frame_number + missed
-        self.frames_skipped += missed
-        self._next_frame_number = frame_number + 1
-
-        # The exposure happens at the deadline; rendering stands in for readout and transfer.
-        capture_ns = deadline
-        device_ns = self._device_clock_ns(capture_ns)
         try:
-            color, depth = remote.render(frame_number, device_ns)  # the pose now, drawn
+            frame = remote.next_frame(timeout_s)
         except RenderError as exc:
             if not self._connected:
                 raise CameraError(f"camera {self.name!r} disconnected") from None
             raise CameraError(str(exc)) from None
+        if frame is None:
+            if not self._connected:
+                raise CameraError(f"camera {self.name!r} disconnected")
+            raise CameraError(
+                f"camera {self.name!r}: no frame within {timeout_s:.3f} s "
+                f"(running at {self.spec.fps} fps)"
+            )
+        self.frames_skipped += frame.frame_number - self._next_frame_number
+        self.frames_overrun = frame.overruns
+        self._next_frame_number = frame.frame_number + 1
         self.frames_delivered += 1
         return Frame(
-            color=color,
-            frame_number=frame_number,
+            color=frame.color,
+            frame_number=frame.frame_number,
             receipt_stamp_ns=time.monotonic_ns(),
-            capture_stamp_ns=capture_ns,
-            device_stamp_ns=device_ns,
-            depth=depth if self.spec.depth else None,
+            capture_stamp_ns=frame.capture_ns,
+            device_stamp_ns=frame.device_ns,
+            depth=frame.depth,
         )
-
-    def _device_clock_ns(self, host_ns: int) -> int:
-        """The device clock at a host monotonic time: own epoch, runs 20 ppm fast."""
-        elapsed = host_ns - self._t0_ns
-        return self._device_epoch_ns + elapsed + elapsed * DEVICE_CLOCK_DRIFT_PPM // 1_000_000
 
     # -- description ------------------------------------------------------------------------
 

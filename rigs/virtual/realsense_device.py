@@ -34,7 +34,7 @@ from rigs.cameras.base import CameraError, Intrinsics
 from rigs.cameras.realsense import register_software_device, unregister_software_device
 from rigs.spec import Camera as CameraSpec
 from rigs.spec import RigSpec
-from rigs.virtual.render_process import RenderError, RenderProcess
+from rigs.virtual.render_process import DeviceClock, RenderError, RenderProcess
 from rigs.virtual.renderer import VIEWS, Renderer
 from rigs.virtual.world import SharedWorld
 
@@ -116,9 +116,8 @@ class VirtualRealSense:
         self._renderer = Renderer(rig, view, spec.width, spec.height)
         # Drawing happens in a process of its own, off the app's GIL (render_process.py).
         self._remote = RenderProcess(
-            rig, view, spec.width, spec.height, world, self._followers, spec.name
+            rig, view, spec.width, spec.height, world, self._followers, spec.name, depth=spec.depth
         )
-        self._period_ns = round(1e9 / spec.fps)
         self._depth_history_len = depth_history
         # Depth leaves the device in these units (D435: 1 mm; D405: 0.1 mm). The renderer
         # works in mm, so other units cost a conversion per frame; produced_depth stays mm.
@@ -137,11 +136,12 @@ class VirtualRealSense:
         self._capture_times: OrderedDict[int, int] = OrderedDict()
         self.frames_delivered = 0
         self.frames_dropped = 0  # by inject_drop
-        self.frames_overrun = 0  # deadlines the feeder missed (machine too busy)
+        self.frames_overrun = 0  # frames lost to a starved machine (not inject_drop)
+        self._sensor_overruns = 0
         # The device clock: an epoch fixed by serial and seed, like a device's uptime.
         epoch_rng = random.Random(f"{self.serial}:{seed}")
         self._device_epoch_ns = epoch_rng.randrange(10**9, 10**12)
-        self._t0_ns = 0
+        self._clock = DeviceClock(self._device_epoch_ns, 0, DEVICE_CLOCK_DRIFT_PPM, 1000)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._build_device()
@@ -218,11 +218,13 @@ class VirtualRealSense:
         if self._thread is not None:
             return
         try:
-            self._remote.start()
+            # The sensor (schedule, drawing, buffers) runs in a process of its own.
+            self._clock = self._remote.start(
+                self.spec.fps, self._device_epoch_ns, DEVICE_CLOCK_DRIFT_PPM, tick_ns=1000
+            )
         except RenderError as exc:
             raise CameraError(str(exc)) from None
         self._stop.clear()
-        self._t0_ns = time.monotonic_ns()
         self._thread = threading.Thread(
             target=self._feed, name=f"virtual-realsense-{self.serial}", daemon=True
         )
@@ -294,61 +296,52 @@ class VirtualRealSense:
 
     def device_clock_ns(self, host_ns: int) -> int:
         """The device clock at a host monotonic time: own epoch, 20 ppm fast, µs ticks."""
-        elapsed = host_ns - self._t0_ns
-        ns = self._device_epoch_ns + elapsed + elapsed * DEVICE_CLOCK_DRIFT_PPM // 1_000_000
-        return ns - ns % 1000
+        return self._clock.at(host_ns)
 
     # -- the feeder -------------------------------------------------------------------------
 
     def _feed(self) -> None:
-        period = self._period_ns
-        deadline = self._t0_ns + period
-        frame_number = 0
         color: np.ndarray | None = None
         depth: np.ndarray | None = None
-        while True:
-            wait_ns = deadline - time.monotonic_ns()
-            if wait_ns > 0 and self._stop.wait(wait_ns / 1e9):
-                return
-            if self._stop.is_set():
-                return
-            late_ns = time.monotonic_ns() - deadline
-            if late_ns > period:
-                # Rendering or the machine fell behind: like a device whose host stopped
-                # taking frames, the schedule and the counter run on and frames are lost.
-                missed = late_ns // period
-                deadline += missed * period
-                frame_number += missed
-                self.frames_overrun += missed
+        expected, late = 0, 0  # frame numbers this feeder was too late to take from the queue
+        while not self._stop.is_set():
+            try:
+                frame = self._remote.next_frame(0.5)
+            except RenderError as exc:
+                if not self._stop.is_set():
+                    log.error("virtual RealSense %s: %s", self.serial, exc)
+                return  # the device goes silent, as an unplugged one would
+            if frame is None:
+                continue
+            # Frames lost to a starved machine: the sensor fell behind its schedule, or this
+            # feeder behind the sensor's queue. The counter ran on, as a device's does.
+            frame_number = frame.frame_number
+            late += max(0, frame_number - expected - (frame.overruns - self._sensor_overruns))
+            self._sensor_overruns = frame.overruns
+            expected = frame_number + 1
+            self.frames_overrun = frame.overruns + late
             with self._lock:
                 silent = self._silent
                 drop = self._drop_remaining > 0
                 if drop:
                     self._drop_remaining -= 1
-                frozen = deadline < self._freeze_until_ns and color is not None
+                frozen = frame.capture_ns < self._freeze_until_ns and color is not None
                 jitter_s = (
                     abs(self._rng.normal(0.0, self._jitter_sd_s)) if self._jitter_sd_s else 0.0
                 )
             if drop:
                 self.frames_dropped += 1
-            elif not silent:
-                device_ns = self.device_clock_ns(deadline)  # exposure at the deadline
-                self._capture_times[frame_number] = deadline
-                if len(self._capture_times) > 100_000:  # ~55 min at 30 fps; ints only
-                    self._capture_times.popitem(last=False)
-                if not frozen:
-                    try:
-                        color, depth = self._remote.render(frame_number, device_ns)
-                    except RenderError as exc:
-                        if not self._stop.is_set():
-                            log.error("virtual RealSense %s: %s", self.serial, exc)
-                        return  # the device goes silent, as an unplugged one would
-
-                if jitter_s and self._stop.wait(jitter_s):
-                    return
-                self._push(color, depth, frame_number, device_ns)
-            deadline += period
-            frame_number += 1
+                continue
+            if silent:
+                continue
+            self._capture_times[frame_number] = frame.capture_ns
+            if len(self._capture_times) > 100_000:  # ~55 min at 30 fps; ints only
+                self._capture_times.popitem(last=False)
+            if not frozen:
+                color, depth = frame.color, frame.depth
+            if jitter_s and self._stop.wait(jitter_s):
+                return
+            self._push(color, depth, frame_number, frame.device_ns)
 
     def _push(
         self, color: np.ndarray | None, depth: np.ndarray | None, frame_number: int, device_ns: int

@@ -12,6 +12,7 @@ import pytest
 from rigs.cameras.base import CameraError, driver_for
 from rigs.cameras.synthetic import MODEL, SyntheticCamera, synthetic_serial
 from rigs.spec import load_rig
+from rigs.virtual.render_process import SLOTS
 from rigs.virtual.renderer import Renderer
 from rigs.virtual.world import SharedWorld, WorldLayout
 
@@ -76,18 +77,36 @@ def test_device_clock_has_its_own_epoch_and_runs_slightly_fast(world):
     assert device - host == pytest.approx(host * 20e-6, abs=2)  # 20 ppm
 
 
-def test_a_late_reader_sees_the_frame_number_jump(world):
+def test_a_reader_late_by_more_than_the_buffer_sees_the_frame_number_jump(world):
     cam = make(world, fps=50, width=64, height=48)
     with cam:
         a = cam.read()
-        time.sleep(0.25)  # about 12 periods
+        time.sleep(16 / 50)  # 16 periods; the sensor buffers SLOTS (8)
         b = cam.read()
         c = cam.read()
-    assert b.frame_number - a.frame_number >= 12  # slept 12.5 periods: at least 12 passed
+    # The oldest frames were drawn over before they were read: the number jumps past them.
+    assert b.frame_number - a.frame_number >= 16 - SLOTS
     assert c.frame_number > b.frame_number
     # Every number jumped over is counted as skipped, however late each read came.
     assert cam.frames_skipped == (c.frame_number - a.frame_number + 1) - 3
     assert cam.frames_delivered == 3
+
+
+def test_a_reader_late_by_less_than_the_buffer_loses_nothing(world):
+    cam = make(world, fps=50, width=64, height=48)
+    with cam:
+        first = cam.read()
+        time.sleep(3 / 50)  # three periods late, as a busy capture thread might be
+        frames = [cam.read() for _ in range(6)]
+    numbers = [f.frame_number for f in [first, *frames]]
+    if cam.frames_overrun == 0:  # unless the sensor process itself was starved
+        assert numbers == list(range(first.frame_number, first.frame_number + 7)), numbers
+    assert cam.frames_skipped == cam.frames_overrun
+    # Buffered frames keep the time they were exposed, not the time they were read.
+    period = round(1e9 / 50)
+    for a, b in zip(frames, frames[1:], strict=False):
+        assert b.capture_stamp_ns - a.capture_stamp_ns == (b.frame_number - a.frame_number) * period
+    assert frames[0].receipt_stamp_ns - frames[0].capture_stamp_ns > period
 
 
 def test_depth_when_the_spec_asks_for_it_matches_the_renderer(world):
