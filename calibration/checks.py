@@ -90,10 +90,6 @@ def missing_records(
     return out
 
 
-def _motor_key(m: MotorInfo | object) -> tuple[int, str, str, int | None]:
-    return (m.id, m.joint, m.model, m.shadow_of)  # type: ignore[attr-defined]
-
-
 def record_mismatches(
     spec: RigSpec,
     active: Mapping[str, StoredRecord],

@@ -36,8 +36,3 @@ class DeviceClockMapper:
         self._last_receipt_ns = receipt_ns
         self.samples += 1
         return min(receipt_ns, int(device_ns + self._offset_ns))
-
-    def to_host_ns(self, device_ns: int) -> int:
-        if self._offset_ns is None:
-            raise ValueError("no frames observed yet")
-        return int(device_ns + self._offset_ns)

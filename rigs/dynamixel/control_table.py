@@ -141,9 +141,3 @@ def ticks_to_rad(ticks: int | float) -> float:
 def rad_to_ticks(rad: float) -> int:
     """Radians to the nearest Goal Position tick, 0 rad at the centre tick (2048)."""
     return int(round(rad / RAD_PER_TICK)) + CENTER_TICKS
-
-
-def to_signed(value: int, size: int) -> int:
-    """Interpret an unsigned little-endian register value of ``size`` bytes as signed."""
-    bits = 8 * size
-    return value - (1 << bits) if value & (1 << (bits - 1)) else value

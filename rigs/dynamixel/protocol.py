@@ -15,7 +15,7 @@ stuffed bytes from the first header byte up to the last parameter.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 HEADER = b"\xff\xff\xfd\x00"
@@ -264,10 +264,3 @@ class PacketParser:
     def _skip_header(self) -> None:
         self.discarded_bytes += 1
         del self._buf[:1]
-
-
-def iter_packets(stream: Iterable[bytes]) -> Iterable[Packet]:
-    """Convenience generator: packets from an iterable of chunks."""
-    parser = PacketParser()
-    for chunk in stream:
-        yield from parser.feed(chunk)

@@ -297,11 +297,6 @@ class CalibrationMoves:
         """When the last planned move (and its hold) ends."""
         return self._end_s
 
-    @property
-    def pose_rad(self) -> np.ndarray:
-        """Where the arm will be once every planned move has ended."""
-        return self._pose.copy()
-
     def _to(self, q1: np.ndarray, hold_s: float) -> None:
         q0 = self._pose
         distance = float(np.max(np.abs(q1 - q0))) if len(q0) else 0.0

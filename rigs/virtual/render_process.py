@@ -104,7 +104,11 @@ class _Layout:
         numbers = np.ndarray((SLOTS,), np.int64, buffer=buf)
         slots = np.ndarray((SLOTS, self.slot_bytes), np.uint8, buffer=buf, offset=8 * SLOTS)
         color = slots[:, : self.color_bytes].reshape(SLOTS, h, w, 3)
-        depth = slots[:, self.color_bytes :].view(np.uint16).reshape(SLOTS, h, w) if self.depth else None
+        depth = (
+            slots[:, self.color_bytes :].view(np.uint16).reshape(SLOTS, h, w)
+            if self.depth
+            else None
+        )
         return numbers, color, depth
 
 

@@ -335,9 +335,6 @@ class Renderer:
 
     # -- projection ------------------------------------------------------------------------
 
-    def _to_cam(self, pts: np.ndarray, centre: np.ndarray, rot: np.ndarray) -> np.ndarray:
-        return (pts - centre) @ rot  # rows: camera-frame points (rot is world-from-camera)
-
     def _project(self, pc: np.ndarray) -> np.ndarray:
         """Camera-frame points (z > 0) to fixed-point pixel coordinates for cv2."""
         u = self._f * pc[:, 0] / pc[:, 2] + self._cx

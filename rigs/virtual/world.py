@@ -92,9 +92,6 @@ class SharedWorld:
                 return out
             time.sleep(0)  # let the writer finish
 
-    def last_write_ns(self) -> int:
-        return int(self._array[1])
-
     def close(self) -> None:
         # Drop our numpy view first: SharedMemory.close() refuses while a buffer is exported.
         self._array = np.zeros(0)
