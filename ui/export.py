@@ -78,11 +78,14 @@ class ExportOutcome:
     """One line: the bundle's verification, or the counts the exporter returned."""
 
 
-def _repeats(repeated_frames: dict[str, int], flagged_episodes: tuple[str, ...]) -> str:
-    n = sum(repeated_frames.values())
+def _stale(stale_frames: dict[str, int], flagged_episodes: tuple[str, ...]) -> str:
+    n = sum(stale_frames.values())
     if not n:
-        return "no repeated frames"
-    return f"{n} repeated camera frames (none in time) in {len(flagged_episodes)} episodes"
+        return "every row has a frame within half a period"
+    return (
+        f"{n} rows without a frame within half a period (an earlier frame used) in "
+        f"{len(flagged_episodes)} episodes"
+    )
 
 
 def run_export(request: ExportRequest, data_root: Path, progress: ProgressRelay) -> ExportOutcome:
@@ -121,7 +124,7 @@ def run_export(request: ExportRequest, data_root: Path, progress: ProgressRelay)
             request.out,
             f"{lr.episodes} episodes, {lr.frames} frames at {request.fps:g} fps, {lr.tasks} "
             f"tasks, {len(lr.cameras)} camera videos ({lr.codec}); "
-            + _repeats(lr.repeated_frames, lr.flagged_episodes),
+            + _stale(lr.stale_frames, lr.flagged_episodes),
         )
     if request.kind == "hdf5":
         from teleop.export.hdf5_aloha import export_hdf5_aloha
@@ -130,7 +133,7 @@ def run_export(request: ExportRequest, data_root: Path, progress: ProgressRelay)
         return ExportOutcome(
             request.out,
             f"{len(h5.files)} files, {h5.rows} rows, {len(h5.cameras)} cameras; "
-            + _repeats(h5.repeated_frames, h5.flagged_episodes),
+            + _stale(h5.stale_frames, h5.flagged_episodes),
         )
     raise ValueError(f"unknown export format {request.kind!r}")
 

@@ -83,3 +83,23 @@ def test_cancel_mid_export_leaves_nothing_under_the_final_name(qtbot, root, tmp_
     assert "nothing was written under" in export.result.text()
     assert list(out.parent.iterdir()) == []  # no .tar, no hidden partial
     qa.shutdown()
+
+
+@pytest.mark.parametrize("kind", ["hdf5", "lerobot"])
+def test_a_training_export_from_the_screen_reports_what_it_wrote(qtbot, root, tmp_path, kind):
+    qa = screens(qtbot, root)
+    qa.browser.export_button.click()
+    export = qa.export
+    export.kind.setCurrentIndex(export.kind.findData(kind))
+    export.fps.setValue(10.0)
+    out = tmp_path / "out" / kind
+    out.parent.mkdir()
+    export.out.setText(str(out))
+    export.export_button.click()
+    qtbot.waitUntil(lambda: not export.running, timeout=120_000)
+    assert export.outcome is not None, export.result.text()
+    text = export.result.text()
+    assert str(out) in text and ("3 episodes" in text or "3 files" in text), text
+    assert "frame within half a period" in text, text
+    assert out.is_dir()
+    qa.shutdown()
