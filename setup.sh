@@ -107,7 +107,9 @@ case "${1:-}" in
     foxglove_readers
     export QT_QPA_PLATFORM=offscreen
     .venv/bin/ruff check .
+    .venv/bin/ruff format --check .
     .venv/bin/lint-imports
+    .venv/bin/mypy
     # The real-time promises (torque-off within 100 ms, replay tracking) run first, in a
     # step of their own on a calm machine; then everything else; then the LeRobot venv is
     # made (about 6 GB written) and the LeRobot loading test runs in it.

@@ -26,7 +26,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -176,7 +176,9 @@ class CalibrationProcedure:
         self._offset: np.ndarray | None = None  # bus angle at the reference, within one turn
         self._offset_ticks: np.ndarray | None = None
         self._sweeps: dict[str, _Sweep] = {}
-        self._found: dict[str, tuple[int, float, float]] = {}  # joint -> direction, lo, hi
+        self._found: dict[
+            str, tuple[Literal[1, -1], float, float]
+        ] = {}  # joint -> direction, lo, hi
         self._gripper: dict[str, float] = {}  # "open"/"closed" -> bus angle near the offset
 
     # -- steps --------------------------------------------------------------------------------
@@ -351,7 +353,7 @@ class CalibrationProcedure:
             )
         # The person moves to the positive end first: the sign of the first clear excursion.
         first = values[np.argmax(np.abs(values) > 0.3 * peak)]
-        direction = 1 if first > 0 else -1
+        direction: Literal[1, -1] = 1 if first > 0 else -1
         self._found[joint] = (direction, float(values.min()), float(values.max()))
 
     # -- the record ---------------------------------------------------------------------------
@@ -370,7 +372,9 @@ class CalibrationProcedure:
             ref = float(self.reference_rad[name])
             if name == arm.gripper:
                 opened, closed = self._gripper["open"], self._gripper["closed"]
-                direction = 1 if opened > closed else -1  # open is the positive sense
+                direction: Literal[1, -1] = (
+                    1 if opened > closed else -1
+                )  # open is the positive sense
                 ends = [ref + direction * (v - off) for v in (opened, closed)]
                 lo, hi = min(ends), max(ends)
                 gripper = GripperCalibration(joint=name, open_rad=opened, closed_rad=closed)

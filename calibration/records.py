@@ -28,7 +28,7 @@ from typing import Annotated, Any, Literal, Protocol
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-FORMAT = "teleop-calibration/1"
+FORMAT: Literal["teleop-calibration/1"] = "teleop-calibration/1"
 
 
 class CalibrationError(RuntimeError):
@@ -183,14 +183,22 @@ class ArmCalibration(_Frozen):
 class IntrinsicsLike(Protocol):
     """What :class:`rigs.cameras.base.Intrinsics` offers (any object with these fields)."""
 
-    width: int
-    height: int
-    fx: float
-    fy: float
-    cx: float
-    cy: float
-    distortion_model: str
-    coeffs: Any
+    @property
+    def width(self) -> int: ...
+    @property
+    def height(self) -> int: ...
+    @property
+    def fx(self) -> float: ...
+    @property
+    def fy(self) -> float: ...
+    @property
+    def cx(self) -> float: ...
+    @property
+    def cy(self) -> float: ...
+    @property
+    def distortion_model(self) -> str: ...
+    @property
+    def coeffs(self) -> Any: ...
 
 
 class CameraIntrinsics(_Frozen):

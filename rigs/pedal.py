@@ -59,7 +59,7 @@ class SerialPedal:
         self,
         port: str,
         baud: int = DEFAULT_BAUD,
-        mapping: Mapping[bytes | str, str] | None = None,
+        mapping: Mapping[bytes, str] | Mapping[str, str] | None = None,
         on_action: Callable[[str], None] | None = None,
     ):
         self.port = port

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
@@ -152,7 +153,7 @@ def _stamp_errors(path: Path, runtime: RigRuntime, offset_ns: int) -> dict[str, 
     return out
 
 
-def format_result(r: dict[str, object]) -> str:
+def format_result(r: dict[str, Any]) -> str:
     q = r["quality"]
     assert isinstance(q, dict)
     pe = q["period_error_ms"]
@@ -171,7 +172,7 @@ def format_result(r: dict[str, object]) -> str:
             f"capture->write ms p50 {lat['p50']:.1f} p99 {lat['p99']:.1f}; "
             f"skew to joints ms p50 {skew['p50']:.1f} max {skew['max']:.1f}"
         )
-        err = r["stamp_errors"].get(name)  # type: ignore[attr-defined]
+        err = r["stamp_errors"].get(name)
         if err:
             lines.append(
                 f"    capture stamp vs true exposure (virtual device): median {err['p50']:+.3f} ms, "
@@ -395,7 +396,8 @@ def bench_crash_trial(rig: str, data_root: Path, kill_after_s: float) -> dict[st
         time.sleep(0.02)
     if partial is None:
         proc.kill()
-        raise RuntimeError(f"recording did not start: {proc.stderr.read().decode()[-500:]}")
+        err = proc.stderr.read().decode() if proc.stderr is not None else ""
+        raise RuntimeError(f"recording did not start: {err[-500:]}")
     time.sleep(kill_after_s)
     kill_utc_ns = time.time_ns()
     os.killpg(proc.pid, signal.SIGKILL)

@@ -99,7 +99,7 @@ def open_camera(
         with contextlib.suppress(ImportError):
             importlib.import_module(f"rigs.cameras.{module}")
     resources: dict[str, Any] = {"rig": spec}
-    if virtual is not None:
+    if virtual is not None and virtual.world is not None:
         resources["world"] = virtual.world
         if cam.driver == "realsense":
             from rigs.virtual.realsense_device import VirtualRealSense

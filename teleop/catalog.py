@@ -350,7 +350,7 @@ def _episode_row(
             # session.json has no quality for this episode (e.g. recovered): the file's own
             with contextlib.suppress(ValueError, TypeError):
                 flags = [str(f) for f in json.loads(qmeta["flags"])]
-        duration_s = summary.duration_s  # the file's own span, as replay shows it
+        duration_s: float | None = summary.duration_s  # the file's own span, as replay shows it
         # Every byte against the file's own CRCs, once per indexing of the file.
         damage = verify_episode(path)
         if damage is not None:

@@ -10,6 +10,7 @@ diagnostics summary; and a second tab with the depth images.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Literal
 
 import foxglove.layouts as fl
@@ -20,7 +21,7 @@ from teleop.episode.schemas import DIAGNOSTICS_TOPIC, EVENTS_TOPIC
 
 def _split(
     direction: Literal["row", "column"],
-    contents: list[fl.Content],
+    contents: Sequence[fl.Content],
     weights: list[float] | None = None,
 ) -> fl.SplitContainer:
     weights = weights or [1.0] * len(contents)
@@ -32,7 +33,7 @@ def _split(
     )
 
 
-def _grid(panels: list[fl.Content]) -> fl.Content:
+def _grid(panels: Sequence[fl.Content]) -> fl.Content:
     """Panels in rows of two."""
     if len(panels) == 1:
         return panels[0]

@@ -296,7 +296,7 @@ def disagreements(session_dirs: Iterable[Path]) -> list[Disagreement]:
     for session_dir in session_dirs:
         log = read_labels(session_dir)
         for episode, by_reviewer in sorted(log.latest_by_reviewer().items()):
-            labels = {r: e.label for r, e in sorted(by_reviewer.items())}
+            labels: dict[str, str] = {r: e.label for r, e in sorted(by_reviewer.items())}
             if len(set(labels.values())) > 1:
                 out.append(Disagreement(Path(session_dir).name, episode, labels))
     return out

@@ -146,16 +146,16 @@ def load_episode(path: Path) -> RecordedEpisode:
     command_times: dict[str, list[int]] = {f: [] for f in followers}
     states: dict[str, list[np.ndarray]] = {f: [] for f in followers}
     state_times: dict[str, list[int]] = {f: [] for f in followers}
-    for m in iter_messages(path, topics):
-        arm, kind = m.topic.split("/")[1:]
-        position = np.asarray(m.message.position, dtype=float)
+    for msg in iter_messages(path, topics):
+        arm, kind = msg.topic.split("/")[1:]
+        position = np.asarray(msg.message.position, dtype=float)
         if kind == "joint_commands":
-            names.setdefault(arm, list(m.message.name))
+            names.setdefault(arm, list(msg.message.name))
             commands[arm].append(position)
-            command_times[arm].append(m.log_time_ns)
+            command_times[arm].append(msg.log_time_ns)
         else:
             states[arm].append(position)
-            state_times[arm].append(m.log_time_ns)
+            state_times[arm].append(msg.log_time_ns)
     # All followers' commands of one cycle are written together; a file that was cut and
     # recovered may miss the tail of the last cycle, so keep the cycles every follower has.
     n = min(len(c) for c in commands.values())

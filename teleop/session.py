@@ -157,7 +157,7 @@ class Session:
         root = data_root / session_id
         root.mkdir()
         _make_reserve(root / RESERVE_FILE)
-        manifest = {
+        manifest: dict[str, Any] = {
             "format": "teleop-session/1",
             "session_id": session_id,
             "operator": operator,

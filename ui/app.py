@@ -21,9 +21,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QEventLoop
+from PySide6.QtCore import QCoreApplication, QEventLoop
 from PySide6.QtGui import QCloseEvent
-from PySide6.QtWidgets import QApplication, QMainWindow, QStackedWidget
+from PySide6.QtWidgets import QApplication, QMainWindow, QStackedWidget, QWidget
 
 from rigs.pedal import PedalError, SerialPedal, parse_mapping, parse_port
 from teleop.cli_types import SEED, OneLineParser, number
@@ -93,7 +93,7 @@ class MainWindow(QMainWindow):
             self.stack.addWidget(screen)
         self.qa = QaScreens(data_root, self.stack, export_relay=export_relay, parent=self)
         self.setCentralWidget(self.stack)
-        self._sessions_return = self.signin
+        self._sessions_return: QWidget = self.signin
         self.last_closed: Session | None = None
         self._shut_down = False
 
@@ -172,7 +172,7 @@ class MainWindow(QMainWindow):
 
     def open_sessions(self) -> None:
         """The sessions browser; its Back returns to the screen it was opened from."""
-        self._sessions_return = self.stack.currentWidget()
+        self._sessions_return = self.stack.currentWidget() or self.signin
         self.qa.open_browser()
 
     def shutdown(self, timeout_s: float = 30.0) -> None:
@@ -233,7 +233,9 @@ class ReviewerWindow(QMainWindow):
 # -- screenshots -------------------------------------------------------------------------------
 
 
-def wait_until(app: QApplication, done: Callable[[], bool], timeout_s: float, what: str) -> None:
+def wait_until(
+    app: QCoreApplication, done: Callable[[], bool], timeout_s: float, what: str
+) -> None:
     """Run the event loop until ``done()``; raise naming ``what`` after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while not done():
@@ -243,7 +245,7 @@ def wait_until(app: QApplication, done: Callable[[], bool], timeout_s: float, wh
         time.sleep(0.01)
 
 
-def pump(app: QApplication, seconds: float) -> None:
+def pump(app: QCoreApplication, seconds: float) -> None:
     """Keep the event loop (and the live timer) running for ``seconds``."""
     end = time.monotonic() + seconds
     while time.monotonic() < end:
@@ -351,12 +353,13 @@ def take_screenshots(out_dir: Path, data_root: Path, rig: str, keymap: Keymap) -
         )
         pump(app, 0.5)
         shot("6-record-reset")
-        virtual = w.station.runtime.virtual if w.station.runtime else None
-        if virtual is not None:  # what a fault looks like: a follower bus goes silent
+        runtime = w.station.runtime
+        virtual = runtime.virtual if runtime else None
+        if runtime is not None and virtual is not None:  # a fault: a follower bus goes silent
             w.record.start_stop()
             wait_until(app, lambda: _state(w) == "recording", 30, "recording")
             pump(app, 1.0)
-            virtual.inject_bus_silent(w.station.runtime.spec.followers[0].name)
+            virtual.inject_bus_silent(runtime.spec.followers[0].name)
             wait_until(app, lambda: _state(w) == "idle", 30, "the fault to stop the episode")
             pump(app, 0.5)
             shot("7-record-fault")
@@ -510,12 +513,12 @@ def main(argv: list[str] | None = None) -> int:
         pedal = SerialPedal(port, baud, dict(mapping))
     app = QApplication.instance() or QApplication(sys.argv[:1])
     if args.screenshot:
-        window = SessionsWindow(resolve_data_root(args.data_dir))
-        window.show()
-        wait_until(app, lambda: not window.view.loading, 60, "the catalog")
+        sessions = SessionsWindow(resolve_data_root(args.data_dir))
+        sessions.show()
+        wait_until(app, lambda: not sessions.view.loading, 60, "the catalog")
         pump(app, 0.1)
-        window.grab().save(args.screenshot)
-        window.view.worker.shutdown()
+        sessions.grab().save(args.screenshot)
+        sessions.view.worker.shutdown()
         return 0
     if args.review:
         reviewer_window = ReviewerWindow(

@@ -48,8 +48,10 @@ class ReviewerSignIn(QWidget):
         self.reviewer = QComboBox()
         self.reviewer.setEditable(True)  # a reviewer need not be in the operators' list
         self.reviewer.setMinimumWidth(320)
-        self.reviewer.lineEdit().setPlaceholderText("your reviewer id, e.g. qa1")
-        self.reviewer.lineEdit().returnPressed.connect(self._proceed)
+        line = self.reviewer.lineEdit()
+        assert line is not None  # an editable combo box has its line edit
+        line.setPlaceholderText("your reviewer id, e.g. qa1")
+        line.returnPressed.connect(self._proceed)
         self.problem = QLabel()
         self.problem.setStyleSheet(ERROR_STYLE)
         self.cancel = QPushButton("Back")

@@ -65,7 +65,8 @@ class Timeline(QWidget):
     """The episode's time axis: click or drag anywhere to seek; marks for events, quality
     flags and labels; a red playhead."""
 
-    seekRequested = Signal("qint64")  # ns since start  # noqa: N815 - Qt naming
+    # Signal("qint64") is how PySide spells a 64-bit int; its stubs know only types.
+    seekRequested = Signal("qint64")  # type: ignore[arg-type]  # noqa: N815 - Qt naming
 
     MARGIN = 10
 
@@ -288,7 +289,7 @@ class ReplayView(QWidget):
     """Plays one episode: camera tiles, joint plots, timeline and transport controls."""
 
     # An int, 64-bit: Signal(int) is a C++ int, which overflows after 2.1 s of nanoseconds.
-    positionChanged = Signal("qint64")  # ns since episode start  # noqa: N815 - Qt naming
+    positionChanged = Signal("qint64")  # type: ignore[arg-type]  # noqa: N815 - Qt naming
     episodeOpened = Signal(object)  # Path  # noqa: N815 - Qt naming
 
     def __init__(self, parent: QWidget | None = None, *, player: Player | None = None):
@@ -412,7 +413,8 @@ class ReplayView(QWidget):
         self.timer.stop()
         self.player.close()
         self.path = None
-        for widget in [*self.tiles.values(), *self.plots.values()]:
+        widgets: list[QWidget] = [*self.tiles.values(), *self.plots.values()]
+        for widget in widgets:
             # Hidden first: a parentless widget with a pending show pops up as a window.
             widget.hide()
             widget.setParent(None)

@@ -337,7 +337,9 @@ class ReviewView(QWidget):
         self._completer.activated.connect(self._insert_tag)
         self.tags.textEdited.connect(self._complete_tag)
         popup_keys = _PopupKeys(self)
-        self._completer.popup().installEventFilter(popup_keys)
+        popup = self._completer.popup()
+        assert popup is not None  # a QCompleter always has its popup view
+        popup.installEventFilter(popup_keys)
 
         self.mark_name = QComboBox()
         self.mark_name.setEditable(True)
@@ -641,6 +643,7 @@ class ReviewView(QWidget):
     def _complete_tag(self, text: str) -> None:
         prefix = text.rsplit(",", 1)[-1].strip()
         popup = self._completer.popup()
+        assert popup is not None
         if not prefix:
             popup.hide()
             return

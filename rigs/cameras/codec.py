@@ -35,7 +35,7 @@ def encode_jpeg(bgr: np.ndarray, quality: int = 85) -> bytes:
     return buf.tobytes()
 
 
-def decode_jpeg(data: bytes) -> np.ndarray:
+def decode_jpeg(data: bytes | memoryview) -> np.ndarray:
     """Decode JPEG bytes to an H×W×3 uint8 BGR image."""
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if img is None:
@@ -43,7 +43,7 @@ def decode_jpeg(data: bytes) -> np.ndarray:
     return img
 
 
-def decode_jpeg_rgb(data: bytes) -> np.ndarray:
+def decode_jpeg_rgb(data: bytes | memoryview) -> np.ndarray:
     """Decode JPEG bytes to an H×W×3 uint8 RGB image (for exports: video and HDF5 are RGB).
 
     The decoder writes RGB directly; reversing channels afterwards costs more than decoding.
@@ -66,7 +66,7 @@ def encode_depth_png(depth_u16: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def decode_depth_png(data: bytes) -> np.ndarray:
+def decode_depth_png(data: bytes | memoryview) -> np.ndarray:
     """Decode a 16-bit grey PNG to an H×W uint16 array, bit-exact."""
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import glob
 import hashlib
 import logging
@@ -230,6 +231,14 @@ def parse_frmival(buf: bytes) -> dict[str, Any]:
     return {"type": "stepwise", "fps_range": [_fps(u[2], u[3]), _fps(u[0], u[1])]}
 
 
+def _size_query(index: int, *, code: int) -> bytes:
+    return FRMSIZEENUM.pack(index, code, 0, 0, 0, 0, 0, 0, 0)
+
+
+def _interval_query(index: int, *, code: int, width: int, height: int) -> bytes:
+    return FRMIVALENUM.pack(index, code, width, height, 0, 0, 0, 0, 0, 0, 0)
+
+
 def _enumerate(fd: int, request: int, make: Callable[[int], bytes], ioctl: IoctlFn) -> list[bytes]:
     """Run an ENUM ioctl for index 0, 1, … until the driver says there are no more."""
     out: list[bytes] = []
@@ -269,7 +278,7 @@ def enumerate_formats(
         size_bufs = _enumerate(
             fd,
             VIDIOC_ENUM_FRAMESIZES,
-            lambda i, code=code: FRMSIZEENUM.pack(i, code, 0, 0, 0, 0, 0, 0, 0),
+            functools.partial(_size_query, code=code),
             ioctl,
         )
         for size_buf in size_bufs:
@@ -280,9 +289,7 @@ def enumerate_formats(
                 for b in _enumerate(
                     fd,
                     VIDIOC_ENUM_FRAMEINTERVALS,
-                    lambda i, code=code, w=w, h=h: FRMIVALENUM.pack(
-                        i, code, w, h, 0, 0, 0, 0, 0, 0, 0
-                    ),
+                    functools.partial(_interval_query, code=code, width=w, height=h),
                     ioctl,
                 )
             ]

@@ -388,7 +388,9 @@ class DynamixelBus:
         """
         assert self._port is not None, "connect() first"
         self.stats.reads += 1
-        result, rows, alerts = sdk.COMM_TX_FAIL, [], []
+        rows: list[tuple[int, int, int]] = []
+        alerts: list[int] = []
+        result = sdk.COMM_TX_FAIL
         for attempt in range(self.retries + 1):
             if attempt:
                 self.stats.read_retries += 1

@@ -25,11 +25,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from rigs.dynamixel import control_table as ct
 from rigs.dynamixel import protocol as p
 from rigs.spec import Arm
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # --- model facts the control table module does not carry -----------------------------------
 
@@ -533,8 +536,9 @@ class VirtualServo:
             self.torque_log.append(TorqueWrite(time.monotonic_ns(), value))
             if value and self.hardware_error:
                 # A servo in shutdown keeps its torque off until it is rebooted.
-                data = bytearray(data)
-                data[ct.TORQUE_ENABLE - address] = 0
+                off = bytearray(data)
+                off[ct.TORQUE_ENABLE - address] = 0
+                data = bytes(off)
         was_on = self.torque_on
         self.table[address:end] = data
         self._at_rest = False
@@ -770,7 +774,9 @@ class VirtualChain:
         self.packets_seen = 0
         self._last_rx = 0.0
         self.last_step = -1.0
-        self._external: tuple[list[VirtualServo], Callable[[float], Sequence[float]]] | None = None
+        self._external: (
+            tuple[list[VirtualServo], Callable[[float], Sequence[float] | np.ndarray]] | None
+        ) = None
         for s in servos:
             self.add(s)
 
@@ -801,7 +807,7 @@ class VirtualChain:
         return self._by_id[dxl_id]
 
     def set_external_source(
-        self, ids: Sequence[int], source: Callable[[float], Sequence[float]]
+        self, ids: Sequence[int], source: Callable[[float], Sequence[float] | np.ndarray]
     ) -> None:
         """Move servos ``ids`` from outside: ``source(now)`` gives their angles in radians."""
         servos = [self._by_id[i] for i in ids]
@@ -1266,11 +1272,11 @@ def arm_truth(arm: Arm, mounting: MountingKind = "ideal", seed: int = 0) -> ArmT
 def chain_from_arm(
     arm: Arm,
     *,
-    initial_rad: Sequence[float] | None = None,
+    initial_rad: Sequence[float] | np.ndarray | None = None,
     seed: int = 0,
     now: float | None = None,
     truth: ArmTruth | None = None,
-    **servo_options: float,
+    **servo_options: Any,
 ) -> VirtualChain:
     """The servos of one arm of a rig spec on one bus, shadows included.
 

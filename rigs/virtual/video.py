@@ -15,7 +15,7 @@ def write_view_video(rig: RigSpec, view: str, path: Path, *, width: int = 640, h
                      fps: int = 30, seconds: float = 4.0) -> Path:  # fmt: skip
     """An MJPG .avi of ``view`` while the followers sweep slowly (a stand-in webcam stream)."""
     renderer = Renderer(rig, view, width, height)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (width, height))
     if not writer.isOpened():
         raise RuntimeError(f"cannot write {path}")
     try:

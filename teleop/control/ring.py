@@ -166,7 +166,7 @@ class SampleRing:
         return sample, counters
 
     def close(self) -> None:
-        self._count = self._ints = self._floats = np.zeros(0)  # type: ignore[assignment]
+        self._count = self._ints = self._floats = np.zeros(0)
         self._shm.close()
         if self._owner:
             self._shm.unlink()

@@ -158,7 +158,7 @@ def encode_compressed_image(stamp_ns: int, frame_id: str, fmt: str, data: Buffer
 
     ``data`` is any contiguous bytes-like object (bytes, or cv2.imencode's uint8 array).
     """
-    view = memoryview(data)
+    view = memoryview(data)  # type: ignore[arg-type]  # numpy arrays export the buffer protocol
     buf = _start(stamp_ns, frame_id)
     _put_string(buf, fmt)
     _pad(buf, 4)

@@ -16,7 +16,7 @@ import os
 import stat
 import struct
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -216,7 +216,7 @@ def iter_messages(
     *,
     start_ns: int | None = None,
     end_ns: int | None = None,
-) -> Iterator[EpisodeMessage]:
+) -> Generator[EpisodeMessage, None, None]:
     """Yield decoded messages in log_time order, optionally only some topics / a time range.
 
     ``start_ns`` is inclusive, ``end_ns`` exclusive (UTC ns, compared with log_time). The
@@ -233,7 +233,7 @@ def iter_messages(
 
 def _iter_messages(
     path: Path, topics: list[str] | None, start_ns: int | None, end_ns: int | None
-) -> Iterator[EpisodeMessage]:
+) -> Generator[EpisodeMessage, None, None]:
     with _open(path) as f:
         reader, _ = _checked_reader(path, f, decoder_factories=[DecoderFactory()])
         try:

@@ -108,7 +108,7 @@ class WriterStats:
         return sum(self.message_counts.values())
 
 
-MessageTap = Callable[[str, str, int, bytes], None]
+MessageTap = Callable[[str, str, int, bytes | bytearray], None]
 """Called as ``tap(topic, type_name, log_time_ns, cdr_bytes)`` after each message is written:
 the exact bytes the file holds, for a live view. It runs on the writer's thread and must
 never block (hand the bytes over and return)."""
@@ -575,7 +575,7 @@ class EpisodeWriter:
         type_name: str,
         log_time_ns: int,
         publish_time_ns: int,
-        data: bytes,
+        data: bytes | bytearray,
         sequence: int | None = None,
     ) -> None:
         if self._state is not WriterState.OPEN:
@@ -590,7 +590,7 @@ class EpisodeWriter:
         self._mcap.add_message(
             channel_id=ch.id,
             log_time=log_time_ns,
-            data=data,
+            data=data,  # type: ignore[arg-type]  # mcap takes any bytes-like; no copy
             publish_time=publish_time_ns,
             sequence=ch.sequence,
         )

@@ -124,7 +124,7 @@ class _Sink:
             if self._tar is not None:
                 info = tarfile.TarInfo(item.rel)
                 info.size, info.mtime, info.mode = size, self._mtime, 0o644
-                self._tar.addfile(info, reader)  # type: ignore[arg-type]
+                self._tar.addfile(info, reader)
             else:
                 dest = self._root / item.rel
                 dest.parent.mkdir(parents=True, exist_ok=True)
@@ -274,7 +274,7 @@ def _shown_query(query: str | None, pseudonyms: Mapping[str, str]) -> str | None
 
 
 def _session_names(
-    data_root: Path, rows: Sequence[Mapping[str, Any]], pseudonyms: Mapping[str, str]
+    data_root: Path, rows: Sequence[Mapping[str, Any]], pseudonyms: dict[str, str]
 ) -> dict[str, str]:
     """Session id → its folder name in the bundle (the operator part replaced when
     pseudonymizing; session ids are ``<utc>_<rig>_<operator>[-n]``)."""

@@ -181,10 +181,10 @@ class _Bundle:
             with open(self.path / rel, "rb") as f:
                 yield f
             return
-        f = self._tar.extractfile(self._members[rel])
-        assert f is not None  # a regular member
-        with f:
-            yield f
+        member = self._tar.extractfile(self._members[rel])
+        assert member is not None  # a regular member
+        with member:
+            yield member
 
 
 def _checked_name(bundle: Path, name: str) -> str:

@@ -382,7 +382,7 @@ class _Video:
     def write(self, rgb: np.ndarray, layout: EpisodeLayout) -> None:
         if self.container is None:
             self._open(rgb.shape, layout)
-        elif rgb.shape != self.shape:
+        elif self.shape is not None and rgb.shape != self.shape:
             raise ExportError(
                 f"{layout.path}: camera {self.camera} frames are {rgb.shape[1]}x{rgb.shape[0]}, "
                 f"earlier episodes' {self.shape[1]}x{self.shape[0]}; export them separately"

@@ -74,7 +74,7 @@ class LiveStats:
         return line + (f", {self.errors} errors" if self.errors else "")
 
 
-class _Listener:
+class _Listener(foxglove.ServerListener):
     """The SDK's ServerListener: who is subscribed to what (called on the SDK's threads)."""
 
     def __init__(self) -> None:
@@ -165,7 +165,7 @@ class LivePublisher:
         self._queue_max = queue_max
         self._queue_max_bytes = queue_max_bytes
         self._client_backlog = client_backlog
-        self._queue: deque[tuple[str, str, int, bytes]] = deque()
+        self._queue: deque[tuple[str, str, int, bytes | bytearray]] = deque()
         # Each counter has one writing thread: the tap's (writer thread) or the publisher's.
         self._bytes_in = 0
         self._bytes_out = 0
@@ -252,7 +252,7 @@ class LivePublisher:
         self.stop()
 
     # -- the writer's side ------------------------------------------------------------------
-    def tap(self, topic: str, type_name: str, log_time_ns: int, data: bytes) -> None:
+    def tap(self, topic: str, type_name: str, log_time_ns: int, data: bytes | bytearray) -> None:
         """A :data:`teleop.episode.writer.MessageTap`: called on the episode writer's thread.
 
         Decides, queues and returns; never blocks and never raises.

@@ -47,8 +47,10 @@ class CameraThrottle:
         if due is not None and due - log_time_ns > 2 * period:
             due = None  # the clock went back: start again
         if due is None or log_time_ns >= due - self._slack_ns:
-            behind = due is None or log_time_ns - due >= period
-            self._next_ns[camera] = log_time_ns + period if behind else due + period
+            if due is None or log_time_ns - due >= period:  # behind: restart from now
+                self._next_ns[camera] = log_time_ns + period
+            else:
+                self._next_ns[camera] = due + period
             ok = True
         else:
             ok = False

@@ -125,7 +125,9 @@ class Recorder:
             camera, kind, detail, mono_ns = event
             active.camera_event(camera, kind, detail, mono_ns)
 
-    def _live_tap(self, topic: str, type_name: str, log_time_ns: int, data: bytes) -> None:
+    def _live_tap(
+        self, topic: str, type_name: str, log_time_ns: int, data: bytes | bytearray
+    ) -> None:
         # The episode writer's tap (its thread): hands the bytes just written to the live view.
         live = self.live
         if live is not None:
