@@ -14,7 +14,6 @@ run on one machine; compare, do not assert.
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import shutil
 import sys
@@ -28,7 +27,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from PySide6.QtCore import QEventLoop  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from teleop.calibration_command import run_calibrate  # noqa: E402
+from teleop.calibrating import run_calibrate  # noqa: E402
 from teleop.operators import Operator  # noqa: E402
 from teleop.recording.lifecycle import RunnerState  # noqa: E402
 from teleop.tasks import Task  # noqa: E402
@@ -110,8 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     station = Station(root, min_free_gb=0.1, stop_free_gb=0.05)
     try:
         run_calibrate(
-            args.rig, all_targets=True, yes=True, operator="bench", data_dir=str(root),
-            out=io.StringIO(),
+            args.rig, all_targets=True, operator="bench", data_dir=str(root),
         )  # fmt: skip
         task = Task(name="bench", target_episodes=10, episode_s=args.seconds + 600)
         station.open_rig(SignIn(Operator(id="bench", name="Bench"), task, args.rig))

@@ -54,16 +54,14 @@ POLL_S = 1 / 30
 
 def record_source(workdir: Path) -> Path:
     """Record a 10 s episode on the virtual rig (calibrating it first), as a user would."""
-    from teleop.calibration_command import run_calibrate
-    from teleop.record_command import run_record
+    from teleop.calibrating import run_calibrate
+    from teleop.recording.run import run_record
 
     root = workdir / "source_root"
     if root.exists():
         shutil.rmtree(root)
     out = io.StringIO()
-    run_calibrate(
-        "sim-bimanual", all_targets=True, yes=True, operator="bench", data_dir=str(root), out=out
-    )
+    run_calibrate("sim-bimanual", all_targets=True, operator="bench", data_dir=str(root))
     with contextlib.redirect_stdout(out):
         run_record(
             rig="sim-bimanual",

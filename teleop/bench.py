@@ -17,8 +17,8 @@ import psutil
 
 from rigs.spec import LoadedRig, load_rig
 from rigs.virtual.video import write_view_video
-from teleop.record_command import start_session
 from teleop.recording.lifecycle import EpisodeRunner
+from teleop.recording.run import start_session
 from teleop.rig_runtime import RigRuntime
 
 
@@ -339,15 +339,12 @@ def run_bench_live(*, rig: str, seconds: float, rate_hz: float, out: Callable[[s
 
 def _calibrate_quietly(rig: str, data_root: Path) -> None:
     """Calibrate every arm of a virtual rig into ``data_root`` (recording requires it)."""
-    import io
 
-    from teleop.calibration_command import run_calibrate
+    from teleop.calibrating import run_calibrate
 
     spec = load_rig(rig).spec
     arms = [a.name for a in spec.arms]
-    run_calibrate(
-        rig, arms=arms, yes=True, operator="bench", data_dir=str(data_root), out=io.StringIO()
-    )
+    run_calibrate(rig, arms=arms, operator="bench", data_dir=str(data_root))
 
 
 def _independent_read(path: Path) -> tuple[bool, str]:

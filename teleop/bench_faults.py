@@ -17,7 +17,7 @@ from pathlib import Path
 from rigs.dynamixel.control_table import HardwareError
 from rigs.spec import load_rig
 from teleop.bench import _calibrate_quietly
-from teleop.record_command import start_session
+from teleop.recording.run import start_session
 from teleop.rig_runtime import RigRuntime
 
 FAULTS = ("bus_silent", "hardware_error")

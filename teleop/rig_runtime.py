@@ -1,5 +1,8 @@
 """Bring a rig up and down: the virtual rig if the spec says so, and the cameras.
 
+The one way a rig's parts are opened: :class:`RigRuntime` for recording and replay,
+:func:`open_rig_ports` and :func:`open_camera` for calibration and ``teleop doctor``.
+
 The buses are opened by the control process (teleop.control.process), which owns them; this
 object resolves their ports. ``close()`` releases everything in reverse order even after a
 partial open, so a failed start never leaves a device held.
@@ -8,7 +11,8 @@ partial open, so a failed start never leaves a device held.
 from __future__ import annotations
 
 import logging
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import rigs.cameras.opencv_camera  # noqa: F401  (registers the "opencv" driver)
@@ -17,9 +21,58 @@ import rigs.cameras.synthetic  # noqa: F401  (registers the "synthetic" driver)
 from rigs.cameras.base import Camera, driver_for
 from rigs.spec import LoadedRig, RigSpec
 from rigs.virtual.launcher import VirtualRig
-from rigs.virtual.realsense_device import VirtualRealSense
+from rigs.virtual.realsense_device import DEPTH_HISTORY, VirtualRealSense
 
 log = logging.getLogger(__name__)
+
+
+@contextmanager
+def open_rig_ports(
+    spec: RigSpec, *, seed: int = 0, hold_operator: bool = False
+) -> Iterator[tuple[dict[str, str], VirtualRig | None]]:
+    """Arm name -> port to open, starting the virtual rig first if the rig is virtual (for
+    calibration and ``teleop doctor``, which open the buses themselves).
+
+    ``hold_operator``: the virtual rig's scripted operator keeps the leaders still (as a
+    person does while the pre-flight checks run).
+    """
+    if not spec.virtual:
+        yield {a.name: a.port for a in spec.arms}, None
+        return
+    rig = VirtualRig(spec, seed=seed, hold_operator=hold_operator)
+    with rig:
+        yield dict(rig.ports), rig
+
+
+def open_camera(
+    spec: RigSpec,
+    name: str,
+    virtual: VirtualRig | None,
+    stack: ExitStack,
+    seed: int = 0,
+    *,
+    depth_history: int = DEPTH_HISTORY,
+) -> tuple[Camera, VirtualRealSense | None]:
+    """Connect camera ``name`` through its driver; everything opened is closed by ``stack``.
+
+    On a virtual rig a RealSense camera is the virtual device the real driver opens, started
+    here first (and returned, for its fault injection and ground truth).
+    """
+    cam = next(c for c in spec.cameras if c.name == name)
+    resources: dict[str, Any] = {"rig": spec}
+    device = None
+    if virtual is not None and virtual.world is not None:
+        resources["world"] = virtual.world
+        if cam.driver == "realsense":
+            device = VirtualRealSense(
+                cam, rig=spec, world=virtual.world, seed=seed, depth_history=depth_history
+            )
+            device.start()
+            stack.callback(device.close)
+    camera = driver_for(cam.driver)(cam, **resources)
+    camera.connect()
+    stack.callback(camera.disconnect)
+    return camera, device
 
 
 class RigRuntime:
@@ -54,13 +107,11 @@ class RigRuntime:
 
     def _open(self) -> None:
         spec = self.spec
-        resources: dict[str, Any] = {"rig": spec}
         if spec.virtual:
             # The scripted operator keeps still until recording starts, as a person waits for go.
             self.virtual = VirtualRig(spec, seed=self.seed, hold_operator=True)
             self._stack.callback(self.virtual.close)
             self.virtual.start()
-            resources["world"] = self.virtual.world
         for arm in spec.arms:
             if arm.port == "virtual":
                 assert self.virtual is not None
@@ -69,18 +120,12 @@ class RigRuntime:
                 self.ports[arm.name] = arm.port
         if self.with_cameras:
             for cam_spec in spec.cameras:
-                if spec.virtual and cam_spec.driver == "realsense":
-                    # The virtual rig's RealSense: a software device the real driver opens.
-                    device = VirtualRealSense(
-                        cam_spec, rig=spec, world=resources["world"], seed=self.seed,
-                        depth_history=self.depth_history,
-                    )  # fmt: skip
-                    device.start()
-                    self._stack.callback(device.close)
+                camera, device = open_camera(
+                    spec, cam_spec.name, self.virtual, self._stack, self.seed,
+                    depth_history=self.depth_history,
+                )  # fmt: skip
+                if device is not None:
                     self.virtual_cameras[cam_spec.name] = device
-                camera = driver_for(cam_spec.driver)(cam_spec, **resources)
-                camera.connect()
-                self._stack.callback(camera.disconnect)
                 self.cameras[cam_spec.name] = camera
 
     def close(self) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from calibration.store import CALIBRATION_DIR
 from rigs.dynamixel.bus import BusError
-from teleop.calibration_command import run_calibrate
+from teleop.calibrating import run_calibrate
 
 
 @pytest.fixture(scope="session")
@@ -23,10 +23,8 @@ def sim_calibration(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_calibrate(
         "sim-bimanual",
         all_targets=True,
-        yes=True,
         operator="op-test",
         data_dir=str(root),
-        out=io.StringIO(),
     )
     return root
 
@@ -55,7 +53,7 @@ def recorded_root(tmp_path_factory: pytest.TempPathFactory, sim_calibration: Pat
     """
     import contextlib
 
-    from teleop.record_command import run_record
+    from teleop.recording.run import run_record
 
     root = tmp_path_factory.mktemp("recorded")
     shutil.copytree(sim_calibration / CALIBRATION_DIR, root / CALIBRATION_DIR)

@@ -12,7 +12,6 @@ every screen live on the virtual rig and saves one PNG per screen.
 
 from __future__ import annotations
 
-import io
 import logging
 import shutil
 import sys
@@ -26,7 +25,7 @@ from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import QApplication, QMainWindow, QStackedWidget, QWidget
 
 from rigs.pedal import PedalError, SerialPedal, parse_mapping, parse_port
-from teleop.cli_types import SEED, OneLineParser, number
+from teleop.arguments import SEED, OneLineParser, number
 from teleop.doctor import CheckResult
 from teleop.live import LiveAddress, LiveViewError, parse_live_address
 from teleop.operators import OPERATORS_FILE
@@ -269,7 +268,7 @@ def screenshot_root(data_dir: str | None, rig: str) -> tuple[Path, bool]:
     calibration, operators and tasks; else a temporary one, calibrated on the virtual rig
     and given example lists (the caller removes it)."""
     from rigs.spec import load_rig
-    from teleop.calibration_command import run_calibrate
+    from teleop.calibrating import run_calibrate
 
     if data_dir:
         root = Path(data_dir)
@@ -282,9 +281,7 @@ def screenshot_root(data_dir: str | None, rig: str) -> tuple[Path, bool]:
             return root, False
     root = Path(tempfile.mkdtemp(prefix=SCREENSHOT_PREFIX))
     try:
-        run_calibrate(
-            rig, all_targets=True, yes=True, operator="op7", data_dir=str(root), out=io.StringIO()
-        )
+        run_calibrate(rig, all_targets=True, operator="op7", data_dir=str(root))
     except BaseException:
         shutil.rmtree(root, ignore_errors=True)  # the caller never got it to remove
         raise

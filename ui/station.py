@@ -25,9 +25,9 @@ from teleop.doctor import CheckResult, Status, run_checks
 from teleop.live import LiveAddress, LivePublisher, LiveStats, LiveViewError
 from teleop.live.publisher import DEFAULT_CAMERA_FPS
 from teleop.operators import Operator
-from teleop.record_command import start_session
 from teleop.recording.lifecycle import EpisodeRunner, RunnerState, TransitionError
 from teleop.recording.recorder import Recorder
+from teleop.recording.run import start_session
 from teleop.rig_runtime import RigRuntime
 from teleop.session import Session
 from teleop.tasks import Task

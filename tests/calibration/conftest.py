@@ -31,7 +31,8 @@ from rigs.dynamixel import control_table as ct
 from rigs.dynamixel.bus import DynamixelBus
 from rigs.spec import RigSpec, load_rig
 from rigs.virtual.launcher import VirtualRig
-from teleop import calibration_command, doctor
+from teleop.cli import calibration as calibration_cli
+from teleop.cli import doctor as doctor_cli
 
 SPEC = load_rig("sim-bimanual").spec
 TICK = ct.RAD_PER_TICK
@@ -188,7 +189,7 @@ def cli(*argv: str) -> int:
     """Run one command as ``teleop ARGV`` would (the handler's exit status)."""
     parser = argparse.ArgumentParser(prog="teleop")
     sub = parser.add_subparsers(dest="command", required=True)
-    calibration_command.add_parser(sub)
-    doctor.add_parser(sub)
+    calibration_cli.add_parser(sub)
+    doctor_cli.add_parser(sub)
     args = parser.parse_args(list(argv))
     return int(args.func(args))

@@ -203,13 +203,13 @@ def test_the_terminal_confirms_on_enter_and_yes_skips_the_torque_question(tmp_pa
     import os
 
     from calibration.procedure import Step
-    from teleop.calibration_command import _Terminal
+    from teleop.cli.calibration import Terminal
     from teleop.errors import TeleopError
 
     read_fd, write_fd = os.pipe()
     with os.fdopen(read_fd) as stdin, os.fdopen(write_fd, "w") as keys:
         out = io.StringIO()
-        term = _Terminal(out, stdin, yes=True, live_every_s=0.0)
+        term = Terminal(out, stdin, yes=True, live_every_s=0.0)
         torque = Step(StepKind.TORQUE_OFF, "t", "p")
         sweep = Step(StepKind.SWEEP, "s", "p", "waist")
         term.on_step(torque)

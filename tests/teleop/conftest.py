@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from rigs.spec import load_rig
-from teleop.record_command import start_session
+from teleop.recording.run import start_session
 from teleop.rig_runtime import RigRuntime
 
 

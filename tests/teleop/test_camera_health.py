@@ -13,8 +13,8 @@ import pytest
 from rigs.cameras.codec import decode_depth_png
 from rigs.spec import load_rig
 from teleop.episode.reader import iter_messages, summarize
-from teleop.record_command import start_session
 from teleop.recording.lifecycle import EpisodeRunner
+from teleop.recording.run import start_session
 from teleop.rig_runtime import RigRuntime
 
 

@@ -9,7 +9,7 @@ import pytest
 from rigs.dynamixel.bus import MotorMissingError
 from rigs.spec import load_rig
 from teleop.cli import main
-from teleop.record_command import start_session
+from teleop.recording.run import start_session
 from teleop.rig_runtime import RigRuntime
 
 

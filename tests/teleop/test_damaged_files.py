@@ -13,9 +13,9 @@ import pytest
 from rigs.spec import load_rig
 from teleop import catalog
 from teleop.cli import main
+from teleop.control.replay import ReplayError, run_replay
 from teleop.episode.reader import EpisodeReadError, iter_messages, open_checked
 from teleop.episode.verify import verify_episode
-from teleop.replay_command import ReplayError, run_replay
 from teleop.rig_runtime import RigRuntime
 
 

@@ -57,7 +57,7 @@ SCRIPT = textwrap.dedent(
     import resource, sys
     from pathlib import Path
     from rigs.spec import load_rig
-    from teleop.record_command import start_session
+    from teleop.recording.run import start_session
     from teleop.recording.lifecycle import EpisodeRunner
     from teleop.rig_runtime import RigRuntime
 

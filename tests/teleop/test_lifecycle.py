@@ -17,8 +17,8 @@ import pytest
 from rigs.spec import load_rig
 from teleop.cli import main
 from teleop.episode.reader import summarize
-from teleop.record_command import start_session
 from teleop.recording.lifecycle import EpisodeRunner, RunnerState, TransitionError
+from teleop.recording.run import start_session
 from teleop.rig_runtime import RigRuntime
 from tests.waiting import wait_cycles
 

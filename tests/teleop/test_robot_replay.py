@@ -12,8 +12,8 @@ from rigs.dynamixel.bus import JointReading
 from rigs.spec import load_rig
 from teleop.cli import main
 from teleop.control.loop import ArmSample
+from teleop.control.replay import ReplayResult, run_replay
 from teleop.control.trajectory import HOLD, REPLAY, RecordedTrajectory
-from teleop.replay_command import ReplayResult, run_replay
 
 APPROACH_RAD_S = 1.0
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from teleop import catalog, labels
-from teleop.cli_types import identity
+from teleop.arguments import identity
 from teleop.errors import TeleopError
 from teleop.session import SESSION_FILE, resolve_data_root
 

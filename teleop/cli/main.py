@@ -16,13 +16,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from teleop import __version__
-from teleop.cli_types import SEED, OneLineParser, identity, number
+from teleop.arguments import SEED, OneLineParser, identity, number
 
 EXIT_USAGE = 2
 
 
 def _record(args: argparse.Namespace) -> int:
-    from teleop.record_command import run_record
+    from teleop.recording.run import run_record
 
     live = None
     if args.live is not None:  # parsed first: a malformed address stops before anything opens
@@ -53,7 +53,7 @@ def _record(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from teleop.inspect_command import render_inspect
+    from teleop.cli.inspect import render_inspect
 
     print(render_inspect(args.file, as_json=args.json))
     return 0
@@ -73,7 +73,7 @@ def _recover(args: argparse.Namespace) -> int:
 
 
 def _repair(args: argparse.Namespace) -> int:
-    from teleop.repair_command import run_repair
+    from teleop.cli.repair import run_repair
 
     return run_repair(Path(args.target), Path(args.output) if args.output else None, out=print)
 
@@ -228,17 +228,15 @@ def build_parser() -> argparse.ArgumentParser:
     lo.add_argument("-o", "--output", help="write the layout to this file instead of stdout")
     lo.set_defaults(func=_layout)
 
-    from teleop import calibration_command, cameras_command, doctor, replay_command
+    from teleop.cli import calibration, cameras, catalog, doctor, export, keys, replay
 
-    cameras_command.add_parser(sub)
-    calibration_command.add_parser(sub)
+    cameras.add_parser(sub)
+    calibration.add_parser(sub)
     doctor.add_parser(sub)
-    replay_command.add_parser(sub)
-    from teleop import catalog_command, export_command, keys_command
-
-    catalog_command.add_parser(sub)
-    export_command.add_parser(sub)
-    keys_command.add_parser(sub)
+    replay.add_parser(sub)
+    catalog.add_parser(sub)
+    export.add_parser(sub)
+    keys.add_parser(sub)
 
     b = sub.add_parser("bench", help="benchmarks that print figures")
     bsub = b.add_subparsers(dest="bench", required=True, metavar="BENCH")

@@ -1,4 +1,4 @@
-"""``teleop replay``: send a recorded episode's follower commands to a rig's followers.
+"""Robot replay (``teleop replay``): a recorded episode's follower commands sent to a rig.
 
 The rig is opened as recording opens it (the virtual rig process for a virtual rig; the control
 process owns the buses). The control loop takes its commands from a
@@ -11,7 +11,6 @@ followers were from the recorded follower positions at the same moments (RMS and
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import re
 import signal
@@ -25,7 +24,6 @@ from typing import TextIO
 import numpy as np
 
 from rigs.spec import LoadedRig, load_rig
-from teleop.cli_types import SEED, number
 from teleop.control.loop import ArmFault, ControlSample
 from teleop.control.process import ControlProcess
 from teleop.control.trajectory import APPROACH, HOLD, REPLAY, RecordedTrajectory
@@ -405,45 +403,3 @@ def _replayed_s(samples: list[ControlSample], milestones: dict[str, int], speed:
     first = milestones.get(REPLAY)
     started = [s.start_ns for s in samples if first is not None and s.cycle >= first]
     return (started[-1] - started[0]) / 1e9 * speed if started else 0.0
-
-
-def _replay(args: argparse.Namespace) -> int:
-    result = run_replay(
-        rig=args.rig,
-        file=args.file,
-        speed=args.speed,
-        approach_speed_rad_s=args.approach_speed,
-        data_dir=args.data_dir,
-        yes=args.yes,
-        seed=args.seed,
-        progress=lambda line: print(line, file=sys.stderr),
-    )
-    for arm in result.arms:
-        print(arm.describe())
-    return 0
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "replay", help="send a recorded episode's follower commands to a rig's followers"
-    )
-    p.add_argument("--rig", required=True, help="preset name (e.g. sim-bimanual) or rig .toml path")
-    p.add_argument("file", help="episode .mcap file")
-    p.add_argument(
-        "--speed",
-        type=number(0.0, 10.0, above=True),
-        default=1.0,
-        help="time scale of the replay, above 0 and at most 10 (default 1.0)",
-    )
-    p.add_argument(
-        "--approach-speed",
-        type=number(0.0, 3.0, above=True),
-        default=0.3,
-        metavar="RAD_PER_S",
-        help="fastest joint speed on the way to the first pose (default 0.3)",
-    )
-    p.add_argument("--data-dir", help="data root with the calibration records (default "
-                   "$TELEOP_DATA_DIR or ./sessions)")  # fmt: skip
-    p.add_argument("--yes", action="store_true", help="move a real rig without asking")
-    p.add_argument("--seed", type=SEED, default=0, help="virtual rig: scripted operator seed")
-    p.set_defaults(func=_replay)

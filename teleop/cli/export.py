@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from teleop import catalog
-from teleop.cli_types import number
+from teleop.arguments import number
 from teleop.export.atomic import ExportError, Progress
 from teleop.session import resolve_data_root
 

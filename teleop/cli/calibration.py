@@ -1,123 +1,40 @@
-"""``teleop calibrate`` and ``teleop calibration list|show|diff``.
+"""``teleop calibrate`` and ``teleop calibration list|show|diff|activate``.
 
-``calibrate`` opens one arm's bus (or a camera) and drives
-:class:`calibration.procedure.CalibrationProcedure` in the terminal: each step's prompt, live
-readings, Enter to confirm. On a virtual rig the rig's own hands perform each step, so it runs
-unattended. Every calibration is stored as a new immutable record (newest is active).
+``calibrate`` drives :func:`teleop.calibrating.run_calibrate` with a terminal prompt: each
+step's prompt, live readings, Enter to confirm (on a virtual rig the rig's own hands perform
+each step, so it runs unattended). The records are presented here as tables and diffs.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import getpass
-import importlib
 import json
-import os
 import select
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any, TextIO
 
-from calibration.procedure import (
-    CalibrationProcedure,
-    CalibrationStepError,
-    LiveReadings,
-    Step,
-    StepKind,
-    VirtualPerformer,
-    camera_record,
-    run_steps,
-)
+from calibration.procedure import CalibrationStepError, LiveReadings, Step, StepKind
 from calibration.records import (
     ArmCalibration,
     CalibrationError,
-    CalibrationRecord,
     CalibrationRecordError,
     CameraCalibration,
 )
 from calibration.store import CalibrationStore, StoredRecord, load_record, refuse_future
-from rigs.cameras.base import Camera, CameraError, driver_for
 from rigs.dynamixel import control_table as ct
-from rigs.dynamixel.bus import DynamixelBus
-from rigs.spec import RigSpec, RigSpecError, load_rig
-from rigs.virtual.launcher import VirtualRig, VirtualRigError
-from teleop import __version__
-from teleop.cli_types import SEED, identity
+from rigs.spec import RigSpecError, load_rig
+from rigs.virtual.launcher import VirtualRigError
+from teleop.arguments import SEED, identity
+from teleop.calibrating import OPERATOR_ENV, default_operator, run_calibrate
 from teleop.errors import TeleopError
-from teleop.session import check_writable_root, resolve_data_root
-
-OPERATOR_ENV = "TELEOP_OPERATOR"
+from teleop.session import resolve_data_root
 
 
-def default_operator() -> str:
-    """``$TELEOP_OPERATOR``, else the login name."""
-    env = os.environ.get(OPERATOR_ENV)
-    if env:
-        return env
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
-
-
-# -- opening a rig for calibration and checks ------------------------------------------------
-
-
-@contextmanager
-def open_rig_ports(
-    spec: RigSpec, *, seed: int = 0, hold_operator: bool = False
-) -> Iterator[tuple[dict[str, str], VirtualRig | None]]:
-    """Arm name -> port to open, starting the virtual rig first if the rig is virtual.
-
-    ``hold_operator``: the virtual rig's scripted operator keeps the leaders still (as a
-    person does while the pre-flight checks run).
-    """
-    if not spec.virtual:
-        yield {a.name: a.port for a in spec.arms}, None
-        return
-    rig = VirtualRig(spec, seed=seed, hold_operator=hold_operator)
-    with rig:
-        yield dict(rig.ports), rig
-
-
-def open_camera(
-    spec: RigSpec, name: str, virtual: VirtualRig | None, stack: contextlib.ExitStack, seed: int = 0
-) -> Camera:
-    """Connect camera ``name`` through its driver, as the recorder does (see RigRuntime).
-
-    Everything opened is closed by ``stack``. On a virtual rig a RealSense camera is the
-    virtual device the real driver opens, started here first.
-    """
-    cam = next(c for c in spec.cameras if c.name == name)
-    # Drivers register themselves when their module is imported; a driver that is not there
-    # is a clear CameraError from driver_for below.
-    for module in ("synthetic", "realsense", "opencv_camera"):
-        with contextlib.suppress(ImportError):
-            importlib.import_module(f"rigs.cameras.{module}")
-    resources: dict[str, Any] = {"rig": spec}
-    if virtual is not None and virtual.world is not None:
-        resources["world"] = virtual.world
-        if cam.driver == "realsense":
-            from rigs.virtual.realsense_device import VirtualRealSense
-
-            device = VirtualRealSense(cam, rig=spec, world=virtual.world, seed=seed)
-            device.start()
-            stack.callback(device.close)
-    camera = driver_for(cam.driver)(cam, **resources)
-    camera.connect()
-    stack.callback(camera.disconnect)
-    return camera
-
-
-# -- terminal driving -------------------------------------------------------------------------
-
-
-class _Terminal:
-    """Prompts and live readings on a text stream; Enter on ``stdin`` confirms a step."""
+class Terminal:
+    """The calibration prompt on a text stream (a :class:`~teleop.calibrating.CalibrationPrompt`):
+    prompts and live readings on ``out``; Enter on ``stdin`` confirms a step."""
 
     def __init__(self, out: TextIO, stdin: TextIO | None, *, yes: bool, live_every_s: float):
         self.out = out
@@ -166,6 +83,12 @@ class _Terminal:
     def on_error(self, step: Step, exc: CalibrationStepError) -> None:
         self.say(f"   ! {exc}")
 
+    def on_saved(self, target: str, stored: StoredRecord) -> None:
+        what = "camera " if isinstance(stored.record.calibration, CameraCalibration) else ""
+        self.say(f"saved {stored.id} for {what}{target}: {stored.path}")
+        if isinstance(stored.record.calibration, ArmCalibration):
+            self.say(format_arm_table(stored.record.calibration))
+
 
 def _live_line(step: Step, live: LiveReadings) -> str:
     if not live.ok:
@@ -179,155 +102,6 @@ def _live_line(step: Step, live: LiveReadings) -> str:
             text += f", seen {j.min_rad:+.3f} .. {j.max_rad:+.3f}"
         return text
     return "  ".join(f"{j.joint} {j.bus_rad:+.2f}" for j in live.joints)
-
-
-def calibrate_arm(
-    spec: RigSpec,
-    arm_name: str,
-    port: str,
-    *,
-    operator: str,
-    virtual: VirtualRig | None = None,
-    terminal: _Terminal | None = None,
-    out: Callable[[str], None] | None = None,
-    reference_rad: dict[str, float] | None = None,
-) -> CalibrationRecord:
-    """Calibrate one arm on ``port``: the virtual rig's hands, or a person at ``terminal``."""
-    arm = spec.arm(arm_name).model_copy(update={"port": port})
-    with DynamixelBus(arm, emulated=spec.virtual) as bus:
-        proc = CalibrationProcedure(
-            spec,
-            arm_name,
-            bus,
-            operator=operator,
-            reference_rad=reference_rad,
-            software_version=__version__,
-        )
-        if virtual is not None:
-            say = out or (terminal.say if terminal else (lambda _t: None))
-            return run_steps(
-                proc,
-                performer=VirtualPerformer(virtual, proc),
-                on_step=lambda s: say(f"== {s.title} (virtual rig performs it)"),
-                on_readings=terminal.on_readings if terminal else None,
-            )
-        if terminal is None:
-            raise TeleopError(
-                f"calibrating {arm_name} on hardware needs a terminal to confirm steps"
-            )
-        return run_steps(
-            proc,
-            confirmed=terminal.confirmed,
-            on_step=terminal.on_step,
-            on_readings=terminal.on_readings,
-            on_error=terminal.on_error,
-        )
-
-
-def calibrate_camera(
-    spec: RigSpec, name: str, *, operator: str, virtual: VirtualRig | None = None, seed: int = 0
-) -> CalibrationRecord:
-    """Read a camera's intrinsics and serial from its driver into a record."""
-    with contextlib.ExitStack() as stack:
-        try:
-            camera = open_camera(spec, name, virtual, stack, seed)
-        except CameraError:
-            raise
-        except Exception as exc:  # a driver that is still being written may fail any way
-            raise TeleopError(
-                f"camera {name}: cannot open it ({type(exc).__name__}: {exc})"
-            ) from None
-        info = camera.info()
-        return camera_record(
-            spec,
-            name,
-            camera.intrinsics(),
-            operator=operator,
-            serial=info.serial or None,
-            model=info.model,
-            firmware=info.firmware,
-            software_version=__version__,
-        )
-
-
-def run_calibrate(
-    rig: str,
-    *,
-    arms: Sequence[str] = (),
-    cameras: Sequence[str] = (),
-    all_targets: bool = False,
-    operator: str | None = None,
-    data_dir: str | None = None,
-    yes: bool = False,
-    seed: int = 0,
-    out: TextIO | None = None,
-    stdin: TextIO | None = None,
-) -> list[StoredRecord]:
-    """Calibrate arms and cameras of ``rig`` and store one record each; returns them."""
-    out = out or sys.stdout
-    spec = load_rig(rig).spec
-    arm_names = [a.name for a in spec.arms]
-    cam_names = [c.name for c in spec.cameras]
-    if all_targets:
-        arms, cameras = arm_names, cam_names
-    for name in arms:
-        if name not in arm_names:
-            raise TeleopError(f"rig {spec.id} has no arm {name!r}; arms: {', '.join(arm_names)}")
-    for name in cameras:
-        if name not in cam_names:
-            raise TeleopError(
-                f"rig {spec.id} has no camera {name!r}; cameras: {', '.join(cam_names) or 'none'}"
-            )
-    if not arms and not cameras:
-        raise TeleopError("name what to calibrate: --arm NAME, --camera NAME or --all")
-    operator = operator or default_operator()
-    data_root = resolve_data_root(data_dir)
-    check_writable_root(data_root)
-    store = CalibrationStore(data_root)
-    terminal = _Terminal(
-        out, None if spec.virtual else (stdin or sys.stdin), yes=yes, live_every_s=0.1
-    )
-    saved: list[StoredRecord] = []
-    with open_rig_ports(spec, seed=seed) as (ports, virtual):
-        records: dict[str, CalibrationRecord] = {}
-        if virtual is not None and len(arms) > 1:
-            # The virtual rig has a pair of hands per arm: its arms calibrate at once, each on
-            # its own bus (a person at a real rig does one arm after another).
-            with ThreadPoolExecutor(len(arms)) as pool:
-                futures = {
-                    name: pool.submit(
-                        calibrate_arm,
-                        spec,
-                        name,
-                        ports[name],
-                        operator=operator,
-                        virtual=virtual,
-                        out=lambda _t: None,
-                    )  # fmt: skip
-                    for name in arms
-                }
-                records = {name: f.result() for name, f in futures.items()}
-        for name in arms:
-            record = records.get(name) or calibrate_arm(
-                spec, name, ports[name], operator=operator, virtual=virtual, terminal=terminal
-            )
-            stored = store.save(record)
-            saved.append(stored)
-            terminal.say(f"saved {stored.id} for {name}: {stored.path}")
-            terminal.say(format_arm_table(record.calibration))  # type: ignore[arg-type]
-            if spec.arm(name).role == "follower" and not spec.virtual:
-                terminal.say(
-                    f"torque stays off on {name}; recording switches it on where it stands"
-                )
-        for name in cameras:
-            record = calibrate_camera(spec, name, operator=operator, virtual=virtual, seed=seed)
-            stored = store.save(record)
-            saved.append(stored)
-            terminal.say(f"saved {stored.id} for camera {name}: {stored.path}")
-    return saved
-
-
-# -- presenting records ---------------------------------------------------------------------
 
 
 def format_arm_table(cal: ArmCalibration) -> str:
@@ -533,8 +307,9 @@ def _calibrate(args: argparse.Namespace) -> int:
             all_targets=args.all,
             operator=args.operator,
             data_dir=args.data_dir,
-            yes=args.yes,
             seed=args.seed,
+            # On a virtual rig its hands confirm each step; Enter on stdin only on hardware.
+            prompt=Terminal(sys.stdout, sys.stdin, yes=args.yes, live_every_s=0.1),
         )
     except (CalibrationError, VirtualRigError) as exc:
         raise TeleopError(str(exc)) from None
@@ -648,15 +423,4 @@ def add_parser(subparsers: Any) -> None:
     df.set_defaults(func=_diff)
 
 
-__all__ = [
-    "add_parser",
-    "calibrate_arm",
-    "calibrate_camera",
-    "default_operator",
-    "open_camera",
-    "open_rig_ports",
-    "render_diff",
-    "render_list",
-    "render_show",
-    "run_calibrate",
-]
+__all__ = ["Terminal", "add_parser", "render_diff", "render_list", "render_show"]
