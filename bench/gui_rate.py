@@ -30,6 +30,7 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 from teleop.calibrating import run_calibrate  # noqa: E402
 from teleop.operators import Operator  # noqa: E402
 from teleop.recording.lifecycle import RunnerState  # noqa: E402
+from teleop.recording.policy import RecordingPolicy
 from teleop.tasks import Task  # noqa: E402
 from ui.record import RecordScreen  # noqa: E402
 from ui.station import SignIn, Station  # noqa: E402
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     assert isinstance(app, QApplication)
     root = Path(tempfile.mkdtemp(prefix="gui-rate-"))
     worker = EngineWorker()
-    station = Station(root, min_free_gb=0.1, stop_free_gb=0.05)
+    station = Station(root, policy=RecordingPolicy(min_free_gb=0.1, stop_free_gb=0.05))
     try:
         run_calibrate(
             args.rig, all_targets=True, operator="bench", data_dir=str(root),

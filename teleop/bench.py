@@ -18,6 +18,7 @@ import psutil
 from rigs.spec import LoadedRig, load_rig
 from rigs.virtual.video import write_view_video
 from teleop.recording.lifecycle import EpisodeRunner
+from teleop.recording.policy import RecordingPolicy
 from teleop.recording.run import start_session
 from teleop.rig_runtime import RigRuntime
 
@@ -91,7 +92,11 @@ def bench_one(
         loaded = with_uvc_files(loaded, videos)
     with RigRuntime(loaded) as runtime:
         recorder, session = start_session(
-            runtime, data_root, operator="bench", task="bench", rate_hz=rate_hz
+            runtime,
+            data_root,
+            operator="bench",
+            task="bench",
+            policy=RecordingPolicy(rate_hz=rate_hz),
         )
         runner = EpisodeRunner(recorder, session)
         me = psutil.Process()
@@ -239,7 +244,11 @@ def bench_live(
     try:
         with RigRuntime(loaded) as runtime:
             recorder, session = start_session(
-                runtime, data_root, operator="bench", task="bench-live", rate_hz=rate_hz
+                runtime,
+                data_root,
+                operator="bench",
+                task="bench-live",
+                policy=RecordingPolicy(rate_hz=rate_hz),
             )
             runner = EpisodeRunner(recorder, session)
             me = psutil.Process()

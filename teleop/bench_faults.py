@@ -17,6 +17,7 @@ from pathlib import Path
 from rigs.dynamixel.control_table import HardwareError
 from rigs.spec import load_rig
 from teleop.bench import _calibrate_quietly
+from teleop.recording.policy import RecordingPolicy
 from teleop.recording.run import start_session
 from teleop.rig_runtime import RigRuntime
 
@@ -28,7 +29,11 @@ def _trial(rig: str, data_root: Path, fault: str, seed: int) -> tuple[float, str
     (NaN if none was seen), and the fault the recorder reported."""
     with RigRuntime(load_rig(rig), seed=seed) as runtime:
         recorder, _session = start_session(
-            runtime, data_root, operator="bench", task="torque-off", rate_hz=None, min_free_gb=0
+            runtime,
+            data_root,
+            operator="bench",
+            task="torque-off",
+            policy=RecordingPolicy(min_free_gb=0),
         )
         try:
             recorder.start_episode()

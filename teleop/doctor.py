@@ -3,8 +3,10 @@
 :func:`run_checks` is the same list of checks the recorder runs at record start: the rig file
 loads; every bus port exists and its USB latency timer; every motor answers with the right
 model; every arm (and camera) has a calibration record that fits the rig's motors and
-cameras and is younger than ``max_age_days``; each follower stands within
-``pose_threshold_rad`` of where its leader would send it; the data root has free space.
+cameras and is younger than the policy's ``max_calibration_age_days``; each follower stands
+within its ``max_pose_delta_rad`` of where its leader would send it; the data root has the
+policy's ``min_free_gb`` free (:class:`~teleop.recording.policy.RecordingPolicy`: the same
+defaults as ``teleop record``).
 Checks only read: no torque or mode is changed.
 """
 
@@ -32,6 +34,7 @@ from rigs.dynamixel.bus import BusError, DynamixelBus, MotorInfo, ftdi_latency_t
 from rigs.spec import LoadedRig, RigSpec, RigSpecError, load_rig
 from rigs.virtual.launcher import VirtualRigError
 from teleop.recording.disk import hours_left, recording_rate_bytes_s
+from teleop.recording.policy import DEFAULT_POLICY, RecordingPolicy
 from teleop.rig_runtime import open_camera, open_rig_ports
 from teleop.session import resolve_data_root
 
@@ -160,9 +163,7 @@ def run_checks(
     cameras: Mapping[str, Camera] | None = None,
     camera_notes: Mapping[str, str] | None = None,
     open_buses: bool = True,
-    max_age_days: float = checks.DEFAULT_MAX_AGE_DAYS,
-    pose_threshold_rad: float = checks.DEFAULT_POSE_DELTA_RAD,
-    min_free_gb: float = 1.0,
+    policy: RecordingPolicy = DEFAULT_POLICY,
     warn_free_gb: float = 10.0,
     camera_records_required: bool = False,
     now: dt.datetime | None = None,
@@ -191,7 +192,9 @@ def run_checks(
     root = Path(data_root)
     where = _existing_parent(root)
     free = shutil.disk_usage(where).free
-    disk = checks.disk_space(str(root), free, min_free_gb=min_free_gb, warn_free_gb=warn_free_gb)
+    disk = checks.disk_space(
+        str(root), free, min_free_gb=policy.min_free_gb, warn_free_gb=warn_free_gb
+    )
     rate, basis = recording_rate_bytes_s(spec, root)
     hours = f"about {hours_left(free, rate):.1f} h of recording at {rate / 1e6:.2f} MB/s ({basis})"
     results += [
@@ -218,7 +221,7 @@ def run_checks(
     mismatches = checks.record_mismatches(
         spec, active, motors=motors, camera_serials=serials, camera_intrinsics=intrinsics
     )
-    stale = checks.stale_records(active, now=now, max_age_days=max_age_days)
+    stale = checks.stale_records(active, now=now, max_age_days=policy.max_calibration_age_days)
     problems += mismatches + stale
     results += [CheckResult.from_problem(p) for p in problems]
     flagged = {p.subject for p in problems}
@@ -244,7 +247,8 @@ def run_checks(
         return results
     wraps = checks.follower_wraps(spec, mappings)
     results += [CheckResult.from_problem(p) for p in wraps]
-    deltas = checks.pose_deltas(spec, mappings, read_positions, threshold_rad=pose_threshold_rad)
+    threshold_rad = policy.max_pose_delta_rad
+    deltas = checks.pose_deltas(spec, mappings, read_positions, threshold_rad=threshold_rad)
     results += [CheckResult.from_problem(p) for p in deltas]
     for follower in spec.followers:
         m = mappings[follower.name]
@@ -259,7 +263,7 @@ def run_checks(
                     "pose delta",
                     follower.name,
                     measured=f"largest {worst:.2f} rad from {m.leader}",
-                    threshold=f"{pose_threshold_rad:.2f} rad",
+                    threshold=f"{threshold_rad:.2f} rad",
                 )
             )
         else:

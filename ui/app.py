@@ -25,10 +25,18 @@ from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import QApplication, QMainWindow, QStackedWidget, QWidget
 
 from rigs.pedal import PedalError, SerialPedal, parse_mapping, parse_port
-from teleop.arguments import SEED, OneLineParser, number
+from teleop.arguments import (
+    SEED,
+    OneLineParser,
+    add_data_dir,
+    add_policy_arguments,
+    number,
+    policy_from,
+)
 from teleop.doctor import CheckResult
 from teleop.live import LiveAddress, LiveViewError, parse_live_address
 from teleop.operators import OPERATORS_FILE
+from teleop.recording.policy import DEFAULT_POLICY, RecordingPolicy
 from teleop.session import Session, resolve_data_root
 from teleop.tasks import TASKS_FILE
 from teleop.user_errors import describe
@@ -59,8 +67,7 @@ class MainWindow(QMainWindow):
         rig: str | None = None,
         keymap: Keymap | None = None,
         seed: int = 0,
-        min_free_gb: float = 2.0,
-        stop_free_gb: float = 0.5,
+        policy: RecordingPolicy = DEFAULT_POLICY,
         countdown_s: float = 0.0,
         sound: bool = True,
         pedal: SerialPedal | None = None,
@@ -74,8 +81,7 @@ class MainWindow(QMainWindow):
         self.station = Station(
             data_root,
             seed=seed,
-            min_free_gb=min_free_gb,
-            stop_free_gb=stop_free_gb,
+            policy=policy,
             live=live,
         )
         self.signin = SignInScreen(data_root, rig=rig)
@@ -300,7 +306,10 @@ def take_screenshots(out_dir: Path, data_root: Path, rig: str, keymap: Keymap) -
     assert isinstance(app, QApplication)
     out_dir.mkdir(parents=True, exist_ok=True)
     relay = HoldingRelay(hold_at=0.4)  # holds the export for its mid-progress shot
-    w = MainWindow(data_root, rig=rig, keymap=keymap, min_free_gb=0.5, export_relay=relay)
+    w = MainWindow(
+        data_root, rig=rig, keymap=keymap, policy=RecordingPolicy(min_free_gb=0.5),
+        export_relay=relay,
+    )  # fmt: skip
     w.show()
     shots: list[Path] = []
 
@@ -417,14 +426,13 @@ def qa_screenshots(
         shutil.rmtree(out_dir, ignore_errors=True)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> OneLineParser:
+    """The options of ``teleop-gui``."""
     p = OneLineParser(prog="teleop-gui")
-    p.add_argument("--data-dir", help="data root (default $TELEOP_DATA_DIR or ./sessions)")
+    add_data_dir(p)
     p.add_argument("--rig", help="rig preset or .toml path to preselect (default: first preset)")
     p.add_argument("--seed", type=SEED, default=0, help="virtual rig: scripted operator seed")
-    p.add_argument(
-        "--min-free-gb", type=number(0.0, 1e6), default=2.0, help="refuse to start below this"
-    )
+    add_policy_arguments(p, recording=False)  # the start checks, as `teleop record` has them
     p.add_argument(
         "--key",
         action="append",
@@ -476,6 +484,11 @@ def main(argv: list[str] | None = None) -> int:
         "the record screen's Live view switch turns it on and off, at this address)",
     )
     p.add_argument("--debug", action="store_true", help="log engine details")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING)
     try:
@@ -541,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     window = MainWindow(
         resolve_data_root(args.data_dir), rig=args.rig, keymap=keymap,
-        seed=args.seed, min_free_gb=args.min_free_gb, countdown_s=args.countdown,
+        seed=args.seed, policy=policy_from(args), countdown_s=args.countdown,
         sound=not args.no_sound, pedal=pedal, live=live,
     )  # fmt: skip
     if pedal is not None:

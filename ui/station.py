@@ -26,6 +26,7 @@ from teleop.live import LiveAddress, LivePublisher, LiveStats, LiveViewError
 from teleop.live.publisher import DEFAULT_CAMERA_FPS
 from teleop.operators import Operator
 from teleop.recording.lifecycle import EpisodeRunner, RunnerState, TransitionError
+from teleop.recording.policy import DEFAULT_POLICY, RecordingPolicy
 from teleop.recording.recorder import Recorder
 from teleop.recording.run import start_session
 from teleop.rig_runtime import RigRuntime
@@ -114,14 +115,12 @@ class Station:
         data_root: Path,
         *,
         seed: int = 0,
-        min_free_gb: float = 2.0,
-        stop_free_gb: float = 0.5,
+        policy: RecordingPolicy = DEFAULT_POLICY,
         live: LiveAddress | None = None,
     ):
         self.data_root = data_root
         self.seed = seed
-        self.min_free_gb = min_free_gb
-        self.stop_free_gb = stop_free_gb
+        self.policy = policy
         # The live Foxglove view: where it listens, whether sessions start with it, and the
         # running publisher (one per session, started and stopped on the engine thread).
         self.live_address = live or LiveAddress()
@@ -156,7 +155,7 @@ class Station:
             ports=self.runtime.ports,
             cameras=self.runtime.cameras,
             open_buses=True,
-            min_free_gb=self.min_free_gb,
+            policy=self.policy,
         )
         fps = {c.name: float(c.fps) for c in self.loaded.spec.cameras}
         return results + measure_camera_fps(self.runtime.cameras, fps)
@@ -169,9 +168,7 @@ class Station:
             self.data_root,
             operator=self.signin.operator.id,
             task=self.signin.task.name,
-            rate_hz=None,
-            min_free_gb=self.min_free_gb,
-            stop_free_gb=self.stop_free_gb,
+            policy=self.policy,
         )
         self.recorder, self.session = recorder, session
         self.runner = EpisodeRunner(recorder, session)

@@ -26,7 +26,7 @@ from calibration.store import CalibrationStore, StoredRecord, load_record, refus
 from rigs.dynamixel import control_table as ct
 from rigs.spec import RigSpecError, load_rig
 from rigs.virtual.launcher import VirtualRigError
-from teleop.arguments import SEED, identity
+from teleop.arguments import SEED, add_data_dir, identity
 from teleop.calibrating import OPERATOR_ENV, default_operator, run_calibrate
 from teleop.errors import TeleopError
 from teleop.session import resolve_data_root
@@ -383,7 +383,7 @@ def add_parser(subparsers: Any) -> None:
         type=identity("operator"),
         help=f"who calibrates (default ${OPERATOR_ENV} or login name)",
     )
-    c.add_argument("--data-dir", help="data root (default $TELEOP_DATA_DIR or ./sessions)")
+    add_data_dir(c)
     c.add_argument(
         "--yes",
         action="store_true",
@@ -396,12 +396,12 @@ def add_parser(subparsers: Any) -> None:
     sub = cal.add_subparsers(dest="calibration_action", required=True, metavar="ACTION")
     ls = sub.add_parser("list", help="records per rig; * marks the active one")
     ls.add_argument("--rig", help="only this rig (preset, .toml path or rig id)")
-    ls.add_argument("--data-dir", help="data root (default $TELEOP_DATA_DIR or ./sessions)")
+    add_data_dir(ls)
     ls.set_defaults(func=_list)
     sh = sub.add_parser("show", help="one record")
     sh.add_argument("record", help="record id (or a unique prefix) or file path")
     sh.add_argument("--rig", help="look only in this rig's records")
-    sh.add_argument("--data-dir", help="data root (default $TELEOP_DATA_DIR or ./sessions)")
+    add_data_dir(sh)
     sh.add_argument("--json", action="store_true", help="the record as JSON")
     sh.set_defaults(func=_show)
     ac = sub.add_parser(
@@ -413,13 +413,13 @@ def add_parser(subparsers: Any) -> None:
     ac.add_argument(
         "--operator", type=identity("operator"), help="who decides (default: login name)"
     )
-    ac.add_argument("--data-dir", help="data root (default $TELEOP_DATA_DIR or ./sessions)")
+    add_data_dir(ac)
     ac.set_defaults(func=_activate)
     df = sub.add_parser("diff", help="two records, joint by joint")
     df.add_argument("a", help="record id, prefix or path")
     df.add_argument("b", help="record id, prefix or path")
     df.add_argument("--rig", help="look only in this rig's records")
-    df.add_argument("--data-dir", help="data root (default $TELEOP_DATA_DIR or ./sessions)")
+    add_data_dir(df)
     df.set_defaults(func=_diff)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from teleop import catalog, labels
-from teleop.arguments import identity
+from teleop.arguments import add_data_dir, identity
 from teleop.errors import TeleopError
 from teleop.session import SESSION_FILE, resolve_data_root
 
@@ -185,7 +185,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     c = sub.add_parser("catalog", help="the sqlite index of sessions, episodes and labels")
     csub = c.add_subparsers(dest="catalog", required=True, metavar="ACTION")
     cr = csub.add_parser("rebuild", help="recreate catalog.sqlite from the files")
-    cr.add_argument("--data-dir", help="data root (default $TELEOP_DATA_DIR or ./sessions)")
+    add_data_dir(cr)
     cr.set_defaults(func=_rebuild)
 
     e = sub.add_parser("episodes", help="list episodes matching a query")
@@ -196,7 +196,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     e.add_argument("--json", action="store_true", help="machine-readable output")
     e.add_argument("--columns", action="store_true", help="list the columns a query can use")
-    e.add_argument("--data-dir", help="data root (default $TELEOP_DATA_DIR or ./sessions)")
+    add_data_dir(e)
     e.set_defaults(func=_episodes)
 
     lab = sub.add_parser("label", help="label an episode (appends to the session's labels.jsonl)")
@@ -211,17 +211,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     lab.add_argument(
         "--mark", action="append", metavar="NAME=SECONDS", help="a time mark, e.g. grasp=2.4"
     )
-    lab.add_argument("--data-dir", help="data root (default $TELEOP_DATA_DIR or ./sessions)")
+    add_data_dir(lab)
     lab.set_defaults(func=_label)
 
     ls = sub.add_parser("labels", help="label reports: disagreements, history")
     lsub = ls.add_subparsers(dest="labels", required=True, metavar="REPORT")
     d = lsub.add_parser("disagreements", help="episodes whose reviewers' latest labels differ")
     d.add_argument("--json", action="store_true")
-    d.add_argument("--data-dir", help="data root (default $TELEOP_DATA_DIR or ./sessions)")
+    add_data_dir(d)
     d.set_defaults(func=_disagreements)
     h = lsub.add_parser("history", help="every label event of one episode")
     h.add_argument("episode", help="episode file, or id <session-id>/episode_NNNN")
     h.add_argument("--json", action="store_true")
-    h.add_argument("--data-dir", help="data root (default $TELEOP_DATA_DIR or ./sessions)")
+    add_data_dir(h)
     h.set_defaults(func=_history)

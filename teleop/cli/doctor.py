@@ -6,8 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from calibration import checks
-from teleop.arguments import SEED, number
+from teleop.arguments import SEED, add_data_dir, add_policy_arguments, policy_from
 from teleop.doctor import CheckResult, Status, run_doctor
 
 
@@ -37,9 +36,7 @@ def _doctor(args: argparse.Namespace) -> int:
         data_dir=args.data_dir,
         seed=args.seed,
         with_cameras=not args.no_cameras,
-        max_age_days=args.max_age_days,
-        pose_threshold_rad=args.max_pose_delta,
-        min_free_gb=args.min_free_gb,
+        policy=policy_from(args),
     )
     sys.stdout.write(render_results(results) + "\n")
     return 1 if any(r.status == Status.FAIL for r in results) else 0
@@ -52,26 +49,8 @@ def add_parser(subparsers: Any) -> None:
         help="pre-flight checks: ports, motors, calibration, pose, disk (exit 1 on FAIL)",
     )
     d.add_argument("--rig", required=True, help="preset name or rig .toml path")
-    d.add_argument("--data-dir", help="data root (default $TELEOP_DATA_DIR or ./sessions)")
-    d.add_argument(
-        "--max-age-days",
-        type=number(0.0, 3650.0),
-        default=checks.DEFAULT_MAX_AGE_DAYS,
-        help="oldest acceptable calibration record (default %(default)g days)",
-    )
-    d.add_argument(
-        "--max-pose-delta",
-        type=number(0.0, 6.3),
-        default=checks.DEFAULT_POSE_DELTA_RAD,
-        metavar="RAD",
-        help="largest follower-leader joint difference at start (default %(default)g rad)",
-    )
-    d.add_argument(
-        "--min-free-gb",
-        type=number(0.0, 1e6),
-        default=1.0,
-        help="FAIL below this free space (default 1)",
-    )
+    add_data_dir(d)
+    add_policy_arguments(d, recording=False)  # the start checks, as `teleop record` has them
     d.add_argument("--no-cameras", action="store_true", help="do not open the cameras")
     d.add_argument("--seed", type=SEED, default=0, help="virtual rig: scripted operator seed")
     d.set_defaults(func=_doctor)

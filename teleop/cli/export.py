@@ -17,11 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from teleop import catalog
-from teleop.arguments import number
+from teleop.arguments import add_data_dir, number
 from teleop.export.atomic import ExportError, Progress
 from teleop.session import resolve_data_root
-
-_DATA_DIR_HELP = "data root (default $TELEOP_DATA_DIR or ./sessions)"
 
 
 @contextmanager
@@ -180,7 +178,7 @@ def _common(p: argparse.ArgumentParser, *, selects: bool = True) -> None:
             help="SQL condition over the episode columns (see `teleop episodes --columns`), "
             "e.g. \"task = 'fold_towel' AND label = 'success'\"; default: every episode",
         )
-    p.add_argument("--data-dir", help=_DATA_DIR_HELP)
+    add_data_dir(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

@@ -6,10 +6,9 @@ import argparse
 import shutil
 from pathlib import Path
 
+from teleop.arguments import add_data_dir
 from teleop.export.signing import KEYS_DIR, BundleKeyError, key_id, load_public, new_key
 from teleop.session import resolve_data_root
-
-_DATA_DIR_HELP = "data root (default $TELEOP_DATA_DIR or ./sessions)"
 
 
 def _new(args: argparse.Namespace) -> int:
@@ -55,8 +54,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     n.set_defaults(func=_new)
     t = ksub.add_parser("trust", help="trust bundles signed by this public key on this station")
     t.add_argument("public_key", metavar="FILE.pub")
-    t.add_argument("--data-dir", help=_DATA_DIR_HELP)
+    add_data_dir(t)
     t.set_defaults(func=_trust)
     ls = ksub.add_parser("list", help="the public keys this station trusts")
-    ls.add_argument("--data-dir", help=_DATA_DIR_HELP)
+    add_data_dir(ls)
     ls.set_defaults(func=_list)

@@ -16,7 +16,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from teleop import __version__
-from teleop.arguments import SEED, OneLineParser, identity, number
+from teleop.arguments import (
+    SEED,
+    OneLineParser,
+    add_data_dir,
+    add_policy_arguments,
+    identity,
+    number,
+    policy_from,
+)
 
 EXIT_USAGE = 2
 
@@ -36,16 +44,11 @@ def _record(args: argparse.Namespace) -> int:
         episodes=args.episodes,
         seconds=args.seconds,
         data_dir=args.data_dir,
-        rate_hz=args.rate,
         seed=args.seed,
         progress=None if args.quiet else lambda line: print(line, file=sys.stderr),
-        min_free_gb=args.min_free_gb,
-        stop_free_gb=args.stop_free_gb,
+        policy=policy_from(args),
         resume=args.resume,
         recover_partial=args.recover_unfinished,
-        allow_uncalibrated=args.uncalibrated,
-        max_pose_delta_rad=args.max_pose_delta,
-        max_calibration_age_days=args.max_calibration_age_days,
         live=live,
     )
     print(session_dir)
@@ -146,47 +149,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=10.0,
         help="seconds per episode, up to a day (default 10)",
     )
-    r.add_argument("--data-dir", help="data root (default $TELEOP_DATA_DIR or ./sessions)")
-    r.add_argument(
-        "--rate", type=number(1.0, 1000.0), help="control rate in Hz, 1-1000 (default: the rig's)"
-    )
+    add_data_dir(r)
+    add_policy_arguments(r)
     r.add_argument("--seed", type=SEED, default=0, help="virtual rig: scripted operator seed")
     r.add_argument("--quiet", action="store_true", help="print only the session directory")
     r.add_argument("--resume", metavar="SESSION_DIR", help="continue an existing session")
     r.add_argument(
-        "--max-pose-delta",
-        type=number(0.0, 6.3),
-        default=0.8,
-        metavar="RAD",
-        help="refuse to start if a follower is further than this from its leader (default 0.8)",
-    )
-    r.add_argument(
-        "--max-calibration-age-days",
-        type=number(0.0, 3650.0),
-        default=7.0,
-        help="refuse calibration records older than this (default 7)",
-    )
-    r.add_argument(
-        "--uncalibrated",
-        action="store_true",
-        help="record without calibration records (identity mapping; every episode flagged)",
-    )
-    r.add_argument(
         "--recover-unfinished",
         action="store_true",
         help="with --resume: rebuild the session's crash-truncated episodes first",
-    )
-    r.add_argument(
-        "--min-free-gb",
-        type=number(0.0, 1e6),
-        default=2.0,
-        help="refuse to start below this free space (default 2)",
-    )
-    r.add_argument(
-        "--stop-free-gb",
-        type=number(0.0, 1e6),
-        default=0.5,
-        help="stop an episode cleanly below this (default 0.5)",
     )
     r.add_argument(
         "--live",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from teleop.arguments import SEED, number
+from teleop.arguments import SEED, add_data_dir, number
 from teleop.control.replay import run_replay
 
 
@@ -44,8 +44,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         metavar="RAD_PER_S",
         help="fastest joint speed on the way to the first pose (default 0.3)",
     )
-    p.add_argument("--data-dir", help="data root with the calibration records (default "
-                   "$TELEOP_DATA_DIR or ./sessions)")  # fmt: skip
+    add_data_dir(
+        p, "data root with the calibration records (default $TELEOP_DATA_DIR or ./sessions)"
+    )
     p.add_argument("--yes", action="store_true", help="move a real rig without asking")
     p.add_argument("--seed", type=SEED, default=0, help="virtual rig: scripted operator seed")
     p.set_defaults(func=_replay)

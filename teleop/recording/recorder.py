@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from calibration.checks import DEFAULT_MAX_AGE_DAYS, DEFAULT_POSE_DELTA_RAD
 from calibration.store import provenance_metadata
 from rigs.dynamixel.bus import BusError
 from teleop.clock import SessionClock, iso_utc
@@ -28,6 +27,7 @@ from teleop.episode.writer import EpisodeWriter
 from teleop.errors import TeleopError
 from teleop.recording.capture import CameraEvent, CaptureThread, EncodedFrame
 from teleop.recording.disk import DiskGuard
+from teleop.recording.policy import RecordingPolicy
 from teleop.recording.preflight import Calibration, PreflightError, start_problems, uncalibrated
 from teleop.recording.provenance import host, software
 from teleop.recording.quality import quality_record
@@ -73,24 +73,22 @@ class Recorder:
         runtime: RigRuntime,
         clock: SessionClock,
         *,
-        rate_hz: float | None = None,
+        policy: RecordingPolicy,
+        disk_guard: DiskGuard,
         calibration: Calibration | Callable[[], Calibration] | None = None,
-        max_pose_delta_rad: float = DEFAULT_POSE_DELTA_RAD,
-        max_calibration_age_days: float = DEFAULT_MAX_AGE_DAYS,
         live: LivePublisher | None = None,
     ):
         self.runtime = runtime
+        self.policy = policy
         # The live view, if any: attach or detach it at any time, episodes pick it up at once.
         self.live: LivePublisher | None = live
         self.session: Session | None = None
         self.clock = clock
         spec = runtime.spec
-        self.rate_hz = rate_hz or spec.control_rate_hz
+        self.rate_hz = policy.rate_hz or spec.control_rate_hz
         # A callable is loaded after the buses answered, so a port problem is reported first.
         self._calibration_source = calibration or uncalibrated(spec)
         self.calibration: Calibration = uncalibrated(spec)
-        self.max_pose_delta_rad = max_pose_delta_rad
-        self.max_calibration_age_days = max_calibration_age_days
         self.control = ControlProcess(
             spec,
             ports=runtime.ports,
@@ -104,7 +102,7 @@ class Recorder:
         self._active: EpisodeWriterThread | None = None
         self._diag_last: dict[str, tuple[int, int, int]] = {}
         self.write_error: EpisodeWriteFailed | None = None
-        self.disk_guard = DiskGuard(Path("."))
+        self.disk_guard = disk_guard
         self._episode: _OpenEpisode | None = None
         self._intrinsics = {name: cam.intrinsics() for name, cam in runtime.cameras.items()}
 
@@ -133,6 +131,12 @@ class Recorder:
         if live is not None:
             live.tap(topic, type_name, log_time_ns, data)
 
+    def open_session(self, session: Session) -> None:
+        """Record into ``session`` (made once the buses answered and the checks passed); the
+        disk guard now watches its folder."""
+        self.session = session
+        self.disk_guard.path = session.root
+
     def start(self) -> None:
         """Connect the buses and start the control loop and the cameras.
 
@@ -151,8 +155,8 @@ class Recorder:
             self.calibration,
             motors=self.control.motors,
             positions=self.control.initial_positions,
-            max_age_days=self.max_calibration_age_days,
-            max_pose_delta_rad=self.max_pose_delta_rad,
+            max_age_days=self.policy.max_calibration_age_days,
+            max_pose_delta_rad=self.policy.max_pose_delta_rad,
         )
         if problems:
             self.control.stop()

@@ -8,13 +8,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from calibration.checks import DEFAULT_MAX_AGE_DAYS, DEFAULT_POSE_DELTA_RAD
 from rigs.spec import LoadedRig, load_rig
 from teleop.clock import SessionClock, iso_utc
 from teleop.episode.recover import recover
 from teleop.errors import TeleopError
 from teleop.recording.disk import DiskGuard, DiskSpaceError
 from teleop.recording.lifecycle import EpisodeRunner
+from teleop.recording.policy import DEFAULT_POLICY, RecordingPolicy
 from teleop.recording.preflight import Calibration, load_calibration
 from teleop.recording.recorder import EpisodeResult, Recorder
 from teleop.rig_runtime import RigRuntime
@@ -47,39 +47,33 @@ def start_session(
     *,
     operator: str,
     task: str,
-    rate_hz: float | None,
-    min_free_gb: float = 2.0,
-    stop_free_gb: float = 0.5,
+    policy: RecordingPolicy = DEFAULT_POLICY,
     resume: Path | None = None,
-    allow_uncalibrated: bool = False,
-    max_pose_delta_rad: float = DEFAULT_POSE_DELTA_RAD,
-    max_calibration_age_days: float = DEFAULT_MAX_AGE_DAYS,
     live: LivePublisher | None = None,
 ) -> tuple[Recorder, Session]:
-    """Start the control loop and cameras, then create the session folder.
+    """Start the control loop and cameras, run the start checks, then create (or reopen)
+    the session folder: a Recorder complete and recording into it.
 
-    Bus problems (missing port, motor not answering, wrong model) raise before the session
-    folder exists, so a failed start leaves nothing behind. ``live``, a started
-    :class:`~teleop.live.LivePublisher`, is given every message the episodes write.
+    Bus problems (missing port, motor not answering, wrong model) and failed start checks
+    raise before the session folder exists, so a failed start leaves nothing behind. ``live``,
+    a started :class:`~teleop.live.LivePublisher`, is given every message the episodes write.
     """
     existing = data_root
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
-    guard = DiskGuard(existing, int(min_free_gb * 1024**3), int(stop_free_gb * 1024**3))
+    guard = DiskGuard(
+        existing, int(policy.min_free_gb * 1024**3), int(policy.stop_free_gb * 1024**3)
+    )
     guard.check_can_start()  # before anything moves or any folder is made
 
     def calibration() -> Calibration:
-        return load_calibration(runtime.spec, data_root, allow_uncalibrated=allow_uncalibrated)
+        return load_calibration(
+            runtime.spec, data_root, allow_uncalibrated=policy.allow_uncalibrated
+        )
 
     clock = SessionClock.measure()
     recorder = Recorder(
-        runtime,
-        clock,
-        rate_hz=rate_hz,
-        calibration=calibration,
-        max_pose_delta_rad=max_pose_delta_rad,
-        max_calibration_age_days=max_calibration_age_days,
-        live=live,
+        runtime, clock, policy=policy, disk_guard=guard, calibration=calibration, live=live
     )
     recorder.start()
     try:
@@ -104,9 +98,7 @@ def start_session(
     except BaseException:
         recorder.stop()
         raise
-    recorder.session = session
-    guard.path = session.root
-    recorder.disk_guard = guard
+    recorder.open_session(session)
     return recorder, session
 
 
@@ -131,16 +123,11 @@ def run_record(
     episodes: int,
     seconds: float,
     data_dir: str | None = None,
-    rate_hz: float | None = None,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
-    min_free_gb: float = 2.0,
-    stop_free_gb: float = 0.5,
+    policy: RecordingPolicy = DEFAULT_POLICY,
     resume: str | None = None,
     recover_partial: bool = False,
-    allow_uncalibrated: bool = False,
-    max_pose_delta_rad: float = DEFAULT_POSE_DELTA_RAD,
-    max_calibration_age_days: float = DEFAULT_MAX_AGE_DAYS,
     live: LiveAddress | None = None,
 ) -> Path:
     """Record and return the session directory. Any file already closed stays valid.
@@ -151,8 +138,10 @@ def run_record(
     """
     say = progress or (lambda line: None)
     loaded = load_rig(rig)
-    if rate_hz is not None and not 1.0 <= rate_hz <= 1000.0:
-        raise TeleopError(f"--rate {rate_hz:g}: the control rate must be between 1 and 1000 Hz")
+    if policy.rate_hz is not None and not 1.0 <= policy.rate_hz <= 1000.0:
+        raise TeleopError(
+            f"--rate {policy.rate_hz:g}: the control rate must be between 1 and 1000 Hz"
+        )
     data_root = resolve_data_root(data_dir)
     check_writable_root(data_root)
     publisher: LivePublisher | None = None
@@ -169,16 +158,11 @@ def run_record(
             task=task,
             episodes=episodes,
             seconds=seconds,
-            rate_hz=rate_hz,
             seed=seed,
             say=say,
-            min_free_gb=min_free_gb,
-            stop_free_gb=stop_free_gb,
+            policy=policy,
             resume=resume,
             recover_partial=recover_partial,
-            allow_uncalibrated=allow_uncalibrated,
-            max_pose_delta_rad=max_pose_delta_rad,
-            max_calibration_age_days=max_calibration_age_days,
             live=publisher,
         )
     finally:
@@ -194,16 +178,11 @@ def _record_session(
     task: str,
     episodes: int,
     seconds: float,
-    rate_hz: float | None,
     seed: int,
     say: Callable[[str], None],
-    min_free_gb: float,
-    stop_free_gb: float,
+    policy: RecordingPolicy,
     resume: str | None,
     recover_partial: bool,
-    allow_uncalibrated: bool,
-    max_pose_delta_rad: float,
-    max_calibration_age_days: float,
     live: LivePublisher | None,
 ) -> Path:
     resume_root = Path(resume) if resume else None
@@ -219,13 +198,8 @@ def _record_session(
                 data_root,
                 operator=operator,
                 task=task,
-                rate_hz=rate_hz,
-                min_free_gb=min_free_gb,
-                stop_free_gb=stop_free_gb,
+                policy=policy,
                 resume=resume_root,
-                allow_uncalibrated=allow_uncalibrated,
-                max_pose_delta_rad=max_pose_delta_rad,
-                max_calibration_age_days=max_calibration_age_days,
                 live=live,
             )
             if recover_partial:

@@ -19,6 +19,7 @@ from rigs.dynamixel.bus import BusError, DynamixelBus
 from rigs.virtual import launcher
 from rigs.virtual.servo_chain import arm_truth
 from teleop.doctor import Status, run_checks
+from teleop.recording.policy import RecordingPolicy
 from tests.calibration.conftest import (
     SPEC,
     TICK,
@@ -175,14 +176,24 @@ def test_checks_pass_when_the_leaders_match_and_refuse_a_pose_delta(calibrated: 
         wait_pose(
             rig, "left_leader", pose, rig.calibration_move("left_leader", "pose", angles=pose)
         )
-        results = run_checks(spec, calibrated.data_root, ports=rig.ports, max_age_days=1)
+        results = run_checks(
+            spec,
+            calibrated.data_root,
+            ports=rig.ports,
+            policy=RecordingPolicy(max_calibration_age_days=1),
+        )
         (fail,) = [r for r in results if r.status == Status.FAIL]
         assert (fail.check, fail.subject, fail.joint) == ("pose delta", "left_follower", "shoulder")
         delta = float(fail.measured.split()[0])
         assert abs(delta) == pytest.approx(1.0, abs=0.02)
         assert "move left_leader's shoulder" in fail.fix
         # A looser threshold lets it through.
-        relaxed = run_checks(spec, calibrated.data_root, ports=rig.ports, pose_threshold_rad=1.2)
+        relaxed = run_checks(
+            spec,
+            calibrated.data_root,
+            ports=rig.ports,
+            policy=RecordingPolicy(max_pose_delta_rad=1.2),
+        )
         assert not [r for r in relaxed if r.status == Status.FAIL]
     finally:
         for f in spec.followers:
@@ -226,7 +237,7 @@ def test_doctor_fails_naming_each_arm_before_calibration_and_passes_after(
             "--data-dir",
             data,
             "--no-cameras",
-            "--max-age-days",
+            "--max-calibration-age-days",
             "0",
         )
         == 1

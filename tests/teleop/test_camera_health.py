@@ -14,6 +14,7 @@ from rigs.cameras.codec import decode_depth_png
 from rigs.spec import load_rig
 from teleop.episode.reader import iter_messages, summarize
 from teleop.recording.lifecycle import EpisodeRunner
+from teleop.recording.policy import RecordingPolicy
 from teleop.recording.run import start_session
 from teleop.rig_runtime import RigRuntime
 
@@ -24,7 +25,7 @@ def rig(tmp_path_factory, sim_calibration):
     shutil.copytree(sim_calibration / "calibration", data / "calibration")
     with RigRuntime(load_rig("sim-bimanual"), seed=4, depth_history=200) as runtime:
         recorder, session = start_session(
-            runtime, data, operator="op", task="t", rate_hz=None, min_free_gb=0
+            runtime, data, operator="op", task="t", policy=RecordingPolicy(min_free_gb=0)
         )
         runner = EpisodeRunner(recorder, session)
         try:

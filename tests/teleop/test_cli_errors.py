@@ -9,6 +9,7 @@ import pytest
 from rigs.dynamixel.bus import MotorMissingError
 from rigs.spec import load_rig
 from teleop.cli import main
+from teleop.recording.policy import RecordingPolicy
 from teleop.recording.run import start_session
 from teleop.rig_runtime import RigRuntime
 
@@ -80,7 +81,11 @@ def test_motor_that_does_not_answer_leaves_no_session(tmp_path):
         runtime.virtual.inject_motor_silent("left_follower", 4)
         with pytest.raises(MotorMissingError, match="bus left_follower .*motor id 4 \\(elbow"):
             start_session(
-                runtime, data, operator="op", task="t", rate_hz=None, allow_uncalibrated=True
+                runtime,
+                data,
+                operator="op",
+                task="t",
+                policy=RecordingPolicy(allow_uncalibrated=True),
             )
     assert not data.exists()
 

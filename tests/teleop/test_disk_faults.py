@@ -57,6 +57,7 @@ SCRIPT = textwrap.dedent(
     import resource, sys
     from pathlib import Path
     from rigs.spec import load_rig
+    from teleop.recording.policy import RecordingPolicy
     from teleop.recording.run import start_session
     from teleop.recording.lifecycle import EpisodeRunner
     from teleop.rig_runtime import RigRuntime
@@ -65,7 +66,7 @@ SCRIPT = textwrap.dedent(
         data = Path(sys.argv[1])
         with RigRuntime(load_rig("sim-bimanual")) as runtime:
             recorder, session = start_session(runtime, data, operator="op", task="t",
-                                              rate_hz=None, min_free_gb=0, stop_free_gb=0)
+                                              policy=RecordingPolicy(min_free_gb=0, stop_free_gb=0))
             runner = EpisodeRunner(recorder, session)
             try:
                 first = runner.record(1.0)

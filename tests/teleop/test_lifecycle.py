@@ -18,6 +18,7 @@ from rigs.spec import load_rig
 from teleop.cli import main
 from teleop.episode.reader import summarize
 from teleop.recording.lifecycle import EpisodeRunner, RunnerState, TransitionError
+from teleop.recording.policy import RecordingPolicy
 from teleop.recording.run import start_session
 from teleop.rig_runtime import RigRuntime
 from tests.waiting import wait_cycles
@@ -26,7 +27,11 @@ from tests.waiting import wait_cycles
 def test_keep_discard_rerecord_and_numbering(tmp_path: Path, calibrated_root):
     with RigRuntime(load_rig("sim-bimanual")) as runtime:
         recorder, session = start_session(
-            runtime, calibrated_root(tmp_path), operator="op", task="t", rate_hz=None, min_free_gb=0
+            runtime,
+            calibrated_root(tmp_path),
+            operator="op",
+            task="t",
+            policy=RecordingPolicy(min_free_gb=0),
         )
         runner = EpisodeRunner(recorder, session)
         try:

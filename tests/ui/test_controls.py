@@ -19,6 +19,7 @@ from PySide6.QtCore import Qt
 from rigs.pedal import SerialPedal
 from rigs.spec import load_rig
 from teleop.recording.lifecycle import RunnerState
+from teleop.recording.policy import RecordingPolicy
 from ui.app import MainWindow
 from ui.squeeze import LeaderGripper, SqueezeDetector
 
@@ -100,7 +101,9 @@ def state(w: MainWindow) -> RunnerState | None:
 @pytest.mark.timeout(120)
 def test_squeezing_both_leader_grippers_starts_the_episode(qtbot, tmp_path, calibrated_root):
     root = write_lists(calibrated_root(tmp_path / "data"))
-    w = MainWindow(root, rig=squeeze_rig(tmp_path), min_free_gb=0.1, sound=False)
+    w = MainWindow(
+        root, rig=squeeze_rig(tmp_path), policy=RecordingPolicy(min_free_gb=0.1), sound=False
+    )
     open_record_screen(qtbot, w)
     assert w.record.squeeze is not None
     assert "squeeze both grippers" in w.record.hint_label.text()
@@ -157,7 +160,12 @@ def test_serial_pedal_countdown_and_cues(qtbot, tmp_path, calibrated_root):
     tty.setraw(slave)
     pedal = SerialPedal(os.ttyname(slave), 9600)  # default map: 1 start/stop, 2 keep, 3 discard
     w = MainWindow(
-        root, rig="sim-bimanual", min_free_gb=0.1, countdown_s=1.5, sound=False, pedal=pedal
+        root,
+        rig="sim-bimanual",
+        policy=RecordingPolicy(min_free_gb=0.1),
+        countdown_s=1.5,
+        sound=False,
+        pedal=pedal,
     )
     try:
         pedal.start()

@@ -8,6 +8,7 @@ from PySide6.QtCore import Qt
 
 from teleop.live import LiveAddress
 from teleop.recording.lifecycle import RunnerState
+from teleop.recording.policy import RecordingPolicy
 from ui.app import MainWindow
 
 from .test_controls import open_record_screen, state
@@ -18,7 +19,11 @@ from .test_record_flow import write_lists
 def test_live_view_switch_starts_and_stops_the_sessions_publisher(qtbot, tmp_path, calibrated_root):
     root = write_lists(calibrated_root(tmp_path / "data"))
     w = MainWindow(
-        root, rig="sim-bimanual", min_free_gb=0.1, sound=False, live=LiveAddress("127.0.0.1", 0)
+        root,
+        rig="sim-bimanual",
+        policy=RecordingPolicy(min_free_gb=0.1),
+        sound=False,
+        live=LiveAddress("127.0.0.1", 0),
     )
     open_record_screen(qtbot, w)
     record, station = w.record, w.station

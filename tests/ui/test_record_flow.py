@@ -10,6 +10,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 from teleop.recording.lifecycle import RunnerState
+from teleop.recording.policy import RecordingPolicy
 from ui.app import MainWindow
 from ui.keys import Keymap
 
@@ -34,7 +35,7 @@ def test_sign_in_preflight_record_keep_discard_fault(qtbot, tmp_path, calibrated
     root = write_lists(calibrated_root(tmp_path / "data"))
     # F13 stands in for a USB foot pedal: it arrives as one more key on start_stop.
     keymap = Keymap(start_stop="Space,F13")
-    w = MainWindow(root, rig="sim-bimanual", keymap=keymap, min_free_gb=0.1)
+    w = MainWindow(root, rig="sim-bimanual", keymap=keymap, policy=RecordingPolicy(min_free_gb=0.1))
     qtbot.addWidget(w)
     w.show()
     w.activateWindow()
