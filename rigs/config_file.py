@@ -5,9 +5,10 @@ Rig files, and the lab's operators.toml and tasks.toml, all load this way.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -53,3 +54,38 @@ def load_toml(path: Path, model: type[M], error: type[Exception]) -> M:
     except (OSError, UnicodeDecodeError) as exc:
         raise error(f"{path}: cannot read it ({exc})") from None
     return parse_toml(text, model, str(path), error)
+
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+"""Ids and names that end up in folder names (session ids): path-safe, no spaces."""
+
+
+def safe_name(value: str) -> str:
+    """A pydantic validator body: ``value`` if it matches :data:`SAFE_NAME`."""
+    if not SAFE_NAME.match(value):
+        raise ValueError("use letters, digits, '_', '.', '-' (no spaces)")
+    return value
+
+
+def load_entry_list(
+    path: Path,
+    model: type[M],
+    error: type[Exception],
+    *,
+    entries: str,
+    key: str,
+    missing: str,
+) -> list[Any]:
+    """The ``entries`` list of the TOML file at ``path`` (validated as ``model``), in file
+    order; ``missing`` is the advice when the file does not exist, and no two entries may share
+    their ``key`` (each problem one ``error`` line)."""
+    if not path.is_file():
+        raise error(f"{path}: {missing}")
+    items: list[Any] = list(getattr(load_toml(path, model, error), entries))
+    seen: set[str] = set()
+    for item in items:
+        value = getattr(item, key)
+        if value in seen:
+            raise error(f"{path}: {key} {value!r} is listed twice; each must be unique")
+        seen.add(value)
+    return items

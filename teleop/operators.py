@@ -13,19 +13,16 @@ file, the entry and the fix.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from rigs.config_file import load_toml
+from rigs.config_file import load_entry_list, safe_name
 from teleop.errors import TeleopError
 
 OPERATORS_FILE = "operators.toml"
 
 EXAMPLE = '[[operators]]\nid = "op7"\nname = "Ada Lovelace"\n'
-
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 class OperatorsFileError(TeleopError):
@@ -43,10 +40,7 @@ class Operator(BaseModel):
     @field_validator("id")
     @classmethod
     def _safe_id(cls, v: str) -> str:
-        # Ids end up in folder names (the session id), so keep them path-safe.
-        if not _ID.match(v):
-            raise ValueError("use letters, digits, '_', '.', '-' (no spaces)")
-        return v
+        return safe_name(v)  # ids end up in folder names (the session id)
 
     @property
     def label(self) -> str:
@@ -62,18 +56,12 @@ class _OperatorsFile(BaseModel):
 
 def load_operators(data_root: Path) -> list[Operator]:
     """The operators listed in ``<data_root>/operators.toml``, in file order."""
-    path = Path(data_root) / OPERATORS_FILE
-    if not path.is_file():
-        raise OperatorsFileError(
-            f"{path}: no operator list; ask your lab lead to create it with one "
-            f'[[operators]] table per person (id = "op7", name = "Ada Lovelace")'
-        )
-    parsed = load_toml(path, _OperatorsFile, OperatorsFileError)
-    seen: set[str] = set()
-    for op in parsed.operators:
-        if op.id in seen:
-            raise OperatorsFileError(
-                f"{path}: operator id {op.id!r} is listed twice; ids must be unique"
-            )
-        seen.add(op.id)
-    return parsed.operators
+    return load_entry_list(
+        Path(data_root) / OPERATORS_FILE,
+        _OperatorsFile,
+        OperatorsFileError,
+        entries="operators",
+        key="id",
+        missing="no operator list; ask your lab lead to create it with one [[operators]] "
+        'table per person (id = "op7", name = "Ada Lovelace")',
+    )

@@ -15,12 +15,11 @@ Problems are one-line :class:`TasksFileError` messages naming the file, the entr
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from rigs.config_file import load_toml
+from rigs.config_file import load_entry_list, safe_name
 from teleop.errors import TeleopError
 
 TASKS_FILE = "tasks.toml"
@@ -29,8 +28,6 @@ EXAMPLE = (
     '[[tasks]]\nname = "pick_place"\ndescription = "Pick the cube, place it in the bowl"\n'
     "target_episodes = 50\nepisode_s = 20\nreset_s = 5\n"
 )
-
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 class TasksFileError(TeleopError):
@@ -64,9 +61,7 @@ class Task(BaseModel):
     @field_validator("name")
     @classmethod
     def _safe_name(cls, v: str) -> str:
-        if not _NAME.match(v):
-            raise ValueError("use letters, digits, '_', '.', '-' (no spaces)")
-        return v
+        return safe_name(v)  # names end up in provenance and queries
 
 
 class _TasksFile(BaseModel):
@@ -77,18 +72,12 @@ class _TasksFile(BaseModel):
 
 def load_tasks(data_root: Path) -> list[Task]:
     """The tasks listed in ``<data_root>/tasks.toml``, in file order."""
-    path = Path(data_root) / TASKS_FILE
-    if not path.is_file():
-        raise TasksFileError(
-            f"{path}: no task list; ask your lab lead to create it with one [[tasks]] table "
-            "per task (name, target_episodes, episode_s, reset_s)"
-        )
-    parsed = load_toml(path, _TasksFile, TasksFileError)
-    seen: set[str] = set()
-    for task in parsed.tasks:
-        if task.name in seen:
-            raise TasksFileError(
-                f"{path}: task {task.name!r} is listed twice; names must be unique"
-            )
-        seen.add(task.name)
-    return parsed.tasks
+    return load_entry_list(
+        Path(data_root) / TASKS_FILE,
+        _TasksFile,
+        TasksFileError,
+        entries="tasks",
+        key="name",
+        missing="no task list; ask your lab lead to create it with one [[tasks]] table per "
+        "task (name, target_episodes, episode_s, reset_s)",
+    )

@@ -23,15 +23,11 @@ from typing import Any
 from rigs.dynamixel.control_table import HardwareError
 from rigs.spec import RigSpec
 from rigs.virtual import server
-from rigs.virtual.servo_chain import ArmTruth, MountingKind, ServoState, TorqueWrite, arm_truth
+from rigs.virtual.options import VirtualRigOptions
+from rigs.virtual.servo_chain import ArmTruth, ServoState, TorqueWrite, arm_truth
 from rigs.virtual.world import SharedWorld, WorldLayout
 
 log = logging.getLogger(__name__)
-
-# How the virtual servos sit in their joints unless a caller says otherwise. "ideal" keeps
-# leader and follower readings equal (an uncalibrated identity mapping then works);
-# "seeded" gives every servo an offset and direction that only a calibration recovers.
-DEFAULT_MOUNTING: MountingKind = "seeded"
 
 
 def mounting_seed_for(spec: RigSpec) -> int:
@@ -75,15 +71,10 @@ class VirtualRig:
     After ``start()``: ``ports`` maps each arm name to a pseudo-terminal path to open like a
     serial port, ``world`` is the shared joint-truth block (``world_name`` its name).
 
-    Options: ``grasp_objects`` puts an object in each follower gripper while the operator
-    holds one (the gripper stalls on it); ``time_constant_s`` is the followers' tracking lag;
-    ``reboot_time_s`` is how long a rebooted servo stays silent. ``mounting`` (``ideal`` or
-    ``seeded``, default :data:`DEFAULT_MOUNTING`) and ``mounting_seed`` (default: from the rig
-    id, so every start of the same rig is the same hardware) say how the servos sit in their
-    joints; :attr:`truth` tells tests what a calibration should find. ``hold_operator`` starts
-    the scripted operator holding the leaders still (as a person does before a recording
-    starts) until :meth:`hold_operator` releases them. ``calibration_speed_rad_s`` and
-    ``calibration_hold_s`` pace the calibration moves (:meth:`calibration_move`).
+    ``options`` are the fields of :class:`~rigs.virtual.options.VirtualRigOptions` (physics,
+    hardware build, scripted operator), with its defaults; ``mounting_seed`` defaults to one
+    from the rig id, so every start of the same rig is the same hardware. :attr:`truth` tells
+    tests what a calibration should find; :meth:`hold_operator` releases leaders held still.
     """
 
     def __init__(
@@ -93,31 +84,14 @@ class VirtualRig:
         *,
         start_timeout_s: float = 20.0,
         request_timeout_s: float = 5.0,
-        grasp_objects: bool = True,
-        time_constant_s: float = 0.045,
-        reboot_time_s: float = 0.05,
-        mounting: MountingKind | None = None,
-        mounting_seed: int | None = None,
-        hold_operator: bool = False,
-        calibration_speed_rad_s: float = 30.0,
-        calibration_hold_s: float = 0.15,
+        **options: Any,
     ) -> None:
         self.spec = spec
         self.seed = seed
         self.start_timeout_s = start_timeout_s
         self.request_timeout_s = request_timeout_s
-        self.mounting: MountingKind = mounting or DEFAULT_MOUNTING
-        self.mounting_seed = mounting_seed_for(spec) if mounting_seed is None else mounting_seed
-        self._options = {
-            "grasp_objects": grasp_objects,
-            "time_constant_s": time_constant_s,
-            "reboot_time_s": reboot_time_s,
-            "mounting": self.mounting,
-            "mounting_seed": self.mounting_seed,
-            "hold_operator": hold_operator,
-            "calibration_speed_rad_s": calibration_speed_rad_s,
-            "calibration_hold_s": calibration_hold_s,
-        }
+        options.setdefault("mounting_seed", mounting_seed_for(spec))
+        self.options = VirtualRigOptions(**options)
         self.ports: dict[str, str] = {}
         self.world: SharedWorld | None = None
         self._proc: Any = None
@@ -135,7 +109,7 @@ class VirtualRig:
         parent, child = ctx.Pipe()
         proc = ctx.Process(
             target=server.run,
-            args=(self.spec.model_dump(mode="json"), world.name, self.seed, child, self._options),
+            args=(self.spec.model_dump(mode="json"), world.name, self.seed, child, self.options),
             name=f"virtual-rig-{self.spec.id}",
             daemon=True,
         )
@@ -284,7 +258,8 @@ class VirtualRig:
     @property
     def truth(self) -> dict[str, ArmTruth]:
         """Per arm: how its servos are mounted and how far its joints travel (for tests)."""
-        return {a.name: arm_truth(a, self.mounting, self.mounting_seed) for a in self.spec.arms}
+        o = self.options
+        return {a.name: arm_truth(a, o.mounting, o.mounting_seed) for a in self.spec.arms}
 
     def hold_operator(self, hold: bool = True, arm: str | None = None) -> None:
         """Make the scripted operator hold ``arm`` (every leader if None) still, or resume."""

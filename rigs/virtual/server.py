@@ -43,9 +43,9 @@ import numpy as np
 from rigs.realtime import raise_priority, settle_heap
 from rigs.spec import Arm, RigSpec
 from rigs.virtual.operator import CalibrationMoves, ScriptedOperator
+from rigs.virtual.options import VirtualRigOptions
 from rigs.virtual.servo_chain import (
     ArmTruth,
-    MountingKind,
     VirtualChain,
     VirtualServo,
     arm_truth,
@@ -154,27 +154,21 @@ class ServoServer:
         spec: RigSpec,
         world_name: str | None,
         seed: int = 0,
-        *,
-        grasp_objects: bool = True,
-        time_constant_s: float = 0.045,
-        reboot_time_s: float = 0.05,
-        mounting: MountingKind = "ideal",
-        mounting_seed: int = 0,
-        hold_operator: bool = False,
-        calibration_speed_rad_s: float = 30.0,
-        calibration_hold_s: float = 0.15,
+        options: VirtualRigOptions | None = None,
     ) -> None:
+        options = options or VirtualRigOptions()
         self.spec = spec
         self.seed = seed
-        self.grasp_objects = grasp_objects
-        self.calibration_speed_rad_s = calibration_speed_rad_s
-        self.calibration_hold_s = calibration_hold_s
+        self.options = options
+        self.grasp_objects = options.grasp_objects
+        self.calibration_speed_rad_s = options.calibration_speed_rad_s
+        self.calibration_hold_s = options.calibration_hold_s
         self.truths: dict[str, ArmTruth] = {
-            arm.name: arm_truth(arm, mounting, mounting_seed) for arm in spec.arms
+            arm.name: arm_truth(arm, options.mounting, options.mounting_seed) for arm in spec.arms
         }
         self.t0 = time.monotonic()
         self.clocks: dict[str, _OperatorClock] = {
-            arm.name: _OperatorClock(self.t0, hold_operator) for arm in spec.leaders
+            arm.name: _OperatorClock(self.t0, options.hold_operator) for arm in spec.leaders
         }
         self.calibrations: dict[str, _Calibration] = {}
         self.world = (
@@ -187,7 +181,7 @@ class ServoServer:
         self._seq = 0
         self._stop = False
         try:
-            self._build(time_constant_s, reboot_time_s)
+            self._build(options.time_constant_s, options.reboot_time_s)
         except BaseException:
             self.close()
             raise
@@ -473,7 +467,7 @@ def run(
     world_name: str | None,
     seed: int,
     conn: Connection,
-    options: dict[str, Any] | None = None,
+    options: VirtualRigOptions | None = None,
 ) -> None:
     """Process entry point: build the server, report ``("ready", ports)``, serve until stopped."""
     # Ctrl-C in a terminal reaches the whole process group; the servos must outlive it so the
@@ -484,7 +478,7 @@ def run(
     server: ServoServer | None = None
     try:
         spec = RigSpec.model_validate(spec_data)
-        server = ServoServer(spec, world_name, seed, **(options or {}))
+        server = ServoServer(spec, world_name, seed, options or VirtualRigOptions())
         settle_heap()  # before "ready": a client may ping at once
         conn.send(("ready", server.ports))
         server.serve(conn)

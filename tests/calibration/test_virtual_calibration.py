@@ -16,7 +16,6 @@ from calibration.mapping import mappings_for
 from calibration.records import ArmCalibration, wrap_rad
 from rigs.dynamixel import control_table as ct
 from rigs.dynamixel.bus import BusError, DynamixelBus
-from rigs.virtual import launcher
 from rigs.virtual.servo_chain import arm_truth
 from teleop.doctor import Status, run_checks
 from teleop.recording.policy import RecordingPolicy
@@ -208,7 +207,6 @@ def test_doctor_fails_naming_each_arm_before_calibration_and_passes_after(
     capsys: pytest.CaptureFixture[str],
 ):
     # The doctor's own virtual rig is built like the calibrated one (same rig id, same build).
-    monkeypatch.setattr(launcher, "DEFAULT_MOUNTING", "seeded")
     empty = tmp_path / "empty"
     assert cli("doctor", "--rig", "sim-bimanual", "--data-dir", str(empty), "--no-cameras") == 1
     out = capsys.readouterr().out
