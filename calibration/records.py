@@ -28,10 +28,12 @@ from typing import Annotated, Any, Literal, Protocol
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from rigs.errors import UserError
+
 FORMAT: Literal["teleop-calibration/1"] = "teleop-calibration/1"
 
 
-class CalibrationError(RuntimeError):
+class CalibrationError(UserError, RuntimeError):
     """A calibration problem the user can fix; the message is one line saying what and how."""
 
 

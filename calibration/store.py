@@ -21,7 +21,6 @@ longer hashes to its ``sha256`` is refused with one line naming the file and wha
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import json
 import os
@@ -43,6 +42,7 @@ from calibration.records import (
     sha256_hex,
     utc_now,
 )
+from rigs.durable import fsync_dir, publish_new
 from rigs.spec import RigSpec
 
 CALIBRATION_DIR = "calibration"
@@ -176,29 +176,6 @@ def record_from_bytes(raw: bytes, path: Path, *, rig_id: str | None = None) -> S
     return StoredRecord(expected_id, actual, path, record, body_bytes)
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def publish_new(tmp: Path, final: Path) -> None:
-    """Give a written temp file its final name, refusing to replace an existing file
-    (FileExistsError). On success ``tmp`` may remain as a second link: remove it."""
-    try:
-        # link() refuses an existing name atomically, so a record is never replaced.
-        os.link(tmp, final)
-    except OSError as exc:
-        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
-            raise
-        # A filesystem without hard links: check, then rename (the ids are unique anyway).
-        if final.exists():
-            raise FileExistsError(str(final)) from None
-        os.rename(tmp, final)
-
-
 class CalibrationStore:
     """The calibration records under one data root."""
 
@@ -295,7 +272,7 @@ class CalibrationStore:
         finally:
             with contextlib.suppress(OSError):
                 tmp.unlink()
-        _fsync_dir(directory)
+        fsync_dir(directory)
         return StoredRecord(record_id, sha, final, record, body)
 
     # -- reading ------------------------------------------------------------------------------

@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping
 
 import serial
 
+from rigs.errors import UserError
+
 log = logging.getLogger(__name__)
 
 DEFAULT_BAUD = 9600
@@ -24,7 +26,7 @@ DEFAULT_MAPPING: dict[bytes, str] = {b"1": "start_stop", b"2": "keep", b"3": "di
 _IGNORED = b"\r\n\t "
 
 
-class PedalError(ValueError):
+class PedalError(UserError, ValueError):
     """A pedal port that cannot be opened or a mapping that cannot be used."""
 
 

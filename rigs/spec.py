@@ -17,9 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from rigs.config_file import parse_toml
 from rigs.dynamixel.control_table import MODELS
+from rigs.errors import UserError
 
 
-class RigSpecError(ValueError):
+class RigSpecError(UserError, ValueError):
     """A rig name or file that cannot be used; the message says which and how to fix it."""
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from rigs.errors import UserError
 
-class TeleopError(RuntimeError):
+
+class TeleopError(UserError, RuntimeError):
     """A problem the user can fix; the message says what and how."""
 
 

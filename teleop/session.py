@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rigs.durable import fsync_dir, write_json_atomic
 from teleop import __version__
 from teleop.episode.verify import file_sha256
 from teleop.errors import DataRootError
@@ -64,25 +65,6 @@ def check_writable_root(data_root: Path) -> None:
         )
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Replace ``path`` with ``data`` as JSON so that readers see the old or new file, whole.
-
-    On failure (a full disk) the old file stays and no temporary file is left behind."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, sort_keys=False)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    fsync_dir(path.parent)
-
-
 def _make_reserve(path: Path) -> None:
     """Set aside ``RESERVE_BYTES`` of real disk blocks (not a sparse file) at ``path``."""
     try:
@@ -96,14 +78,6 @@ def _make_reserve(path: Path) -> None:
         path.unlink(missing_ok=True)
         return
     os.close(fd)
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def safe_id(text: str) -> str:

@@ -2,23 +2,10 @@
 
 from __future__ import annotations
 
-from calibration.records import CalibrationError
-from rigs.cameras.base import CameraError
-from rigs.dynamixel.bus import BusError
-from rigs.spec import RigSpecError
-from rigs.virtual.launcher import VirtualRigError
-from teleop.episode.reader import EpisodeReadError
-from teleop.errors import TeleopError
+from rigs.errors import UserError
 
-EXPECTED = (
-    RigSpecError,
-    BusError,
-    CameraError,
-    CalibrationError,
-    VirtualRigError,
-    EpisodeReadError,
-    TeleopError,
-)
+# Every expected problem derives from the one root (rigs/errors.py).
+EXPECTED = (UserError,)
 
 
 def describe(exc: BaseException) -> str:

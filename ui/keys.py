@@ -11,10 +11,12 @@ from dataclasses import dataclass, fields, replace
 
 from PySide6.QtGui import QKeySequence
 
+from rigs.errors import UserError
+
 ACTIONS = ("start_stop", "keep", "discard", "rerecord", "mark_success", "mark_failure")
 
 
-class KeymapError(ValueError):
+class KeymapError(UserError, ValueError):
     """A ``--key`` option that names no action or no key."""
 
 

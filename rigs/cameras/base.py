@@ -13,10 +13,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from rigs.errors import UserError
 from rigs.spec import Camera as CameraSpec
 
 
-class CameraError(RuntimeError):
+class CameraError(UserError, RuntimeError):
     """A camera that cannot be opened or stopped delivering; the message names it."""
 
 

@@ -13,13 +13,15 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from rigs.errors import UserError
+
 # zlib level 1 with the SUB row filter: depth is smooth along rows, so SUB makes it mostly
 # small repeated differences. Measured on rendered 640x480 depth: 1.2-1.9 ms and 5-15 kB;
 # leaving the filter to zlib's default choice (or no filter) was 2-3x slower.
 _PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB]
 
 
-class CodecError(ValueError):
+class CodecError(UserError, ValueError):
     """Bytes that are not a decodable image, or an array that cannot be encoded."""
 
 

@@ -23,12 +23,13 @@ import numpy as np
 import serial
 
 from rigs.dynamixel import control_table as ct
+from rigs.errors import UserError
 from rigs.spec import Arm, RigSpec
 
 log = logging.getLogger(__name__)
 
 
-class BusError(RuntimeError):
+class BusError(UserError, RuntimeError):
     """A bus or motor problem; the message names the bus, the motor and what to do."""
 
 

@@ -21,6 +21,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from rigs.dynamixel.control_table import HardwareError
+from rigs.errors import UserError
 from rigs.spec import RigSpec
 from rigs.virtual import server
 from rigs.virtual.options import VirtualRigOptions
@@ -35,7 +36,7 @@ def mounting_seed_for(spec: RigSpec) -> int:
     return zlib.crc32(spec.id.encode())
 
 
-class VirtualRigError(RuntimeError):
+class VirtualRigError(UserError, RuntimeError):
     """The virtual rig process did not start, died, or refused a request."""
 
 

@@ -18,9 +18,9 @@ from typing import IO
 
 from mcap.records import Attachment, Channel, Header, McapRecord, Message, Metadata, Schema
 
+from rigs.durable import fsync_dir
 from teleop.episode.schemas import PROFILE
 from teleop.episode.writer import episode_mcap_writer
-from teleop.session import fsync_dir
 
 SchemaTransform = Callable[[str, str, bytes], bytes]
 """``(name, encoding, data) -> data``: what to write as a schema's definition."""

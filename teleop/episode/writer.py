@@ -30,6 +30,7 @@ from mcap.writer import LIBRARY_IDENTIFIER as MCAP_LIBRARY_IDENTIFIER
 from mcap.writer import CompressionType, IndexType
 from mcap.writer import Writer as McapWriter
 
+from rigs.durable import fsync_dir
 from teleop.episode import cdr
 from teleop.episode.schemas import (
     CAMERA_INFO,
@@ -239,7 +240,7 @@ class EpisodeWriter:
             # Make the new directory entry and the header durable now: a power cut in the
             # first second should still leave a recognisable (empty) .partial, not nothing.
             self._sync_file()
-            _fsync_directory(self._partial.parent)
+            fsync_dir(self._partial.parent)
         except BaseException:
             self._close_file_quietly()
             self._state = WriterState.ABORTED
@@ -525,7 +526,7 @@ class EpisodeWriter:
             self._state = WriterState.ABORTED  # the complete file stays as .partial
             raise
         self._state = WriterState.FINISHED
-        _fsync_directory(self._path.parent)
+        fsync_dir(self._path.parent)
         log.info("episode written: %s (%d bytes)", self._path, self._final_size)
         return self._path
 
@@ -640,18 +641,3 @@ class EpisodeWriter:
             self._file.close()
         except OSError as exc:
             log.debug("%s: close failed: %s", self._partial, exc)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a create/rename in ``directory`` durable (POSIX; a no-op where unsupported)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        # Some filesystems (and Windows) refuse fsync on directories; nothing more to do.
-        pass
-    finally:
-        os.close(fd)

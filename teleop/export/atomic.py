@@ -13,8 +13,9 @@ import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from rigs.durable import fsync_dir
 from teleop.errors import TeleopError
-from teleop.session import SESSION_FILE, fsync_dir
+from teleop.session import SESSION_FILE
 
 Progress = Callable[[int, int, str], None]
 """``progress(done, total, what)``: units done of total (bytes or frames), and what is being

@@ -27,17 +27,17 @@ from calibration.records import CalibrationRecordError
 from calibration.store import (
     CALIBRATION_DIR,
     CalibrationStore,
-    publish_new,
     record_from_bytes,
     refuse_future,
 )
+from rigs.durable import fsync_dir, publish_new
 from teleop import catalog
 from teleop.export.atomic import ExportError, Progress
 from teleop.export.bundle import DATASHEET, MANIFEST, RIGS_DIR, SESSIONS_DIR, SUMS
 from teleop.export.signing import SIGNATURE, SignatureCheck, trusted_keys
 from teleop.export.signing import check as check_signature
 from teleop.labels import LABELS_FILE
-from teleop.session import SESSION_FILE, fsync_dir
+from teleop.session import SESSION_FILE
 
 _CHUNK_BYTES = 1 << 20
 _RESERVE_BYTES = 1 << 30  # an import never leaves the station without room to record

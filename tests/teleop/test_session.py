@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from rigs.durable import write_json_atomic
 from teleop.errors import DataRootError
-from teleop.session import SESSION_FILE, Session, resolve_data_root, write_json_atomic
+from teleop.session import SESSION_FILE, Session, resolve_data_root
 
 
 def _new(root: Path) -> Session:
