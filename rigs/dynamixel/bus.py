@@ -62,6 +62,10 @@ class MotorHardwareError(BusError):
         self.motor_id = motor_id
         self.bits = bits
 
+    def __reduce__(self) -> tuple[type, tuple[str, int, int]]:
+        # Pickled whole (the control process sends it to the app), not from args alone.
+        return type(self), (str(self), self.motor_id, self.bits)
+
 
 class _PortHandler(sdk.PortHandler):
     """The SDK's port handler with a packet timeout matched to the adapter's latency timer.

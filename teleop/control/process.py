@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 
 from calibration.mapping import JointMapping
-from rigs.dynamixel import bus as bus_mod
 from rigs.dynamixel.bus import BusError, MotorInfo, open_buses
 from rigs.realtime import raise_priority, settle_heap
 from rigs.spec import RigSpec
 from teleop.control.loop import ArmFault, CommandSource, ControlLoop, ControlSample
+from teleop.control.messages import Fault, Go, Milestone, Ready, StartFailed, Stop, as_bus_error
 from teleop.control.ring import LoopCounters, SampleRing
 
 log = logging.getLogger(__name__)
@@ -35,13 +35,6 @@ SampleSink = Callable[[ControlSample, LoopCounters], None]
 
 class ControlProcessError(BusError):
     """The control process failed in a way that is not a bus error (it died, or timed out)."""
-
-
-def _rebuild_error(kind: str, message: str) -> BusError:
-    cls = getattr(bus_mod, kind, None)
-    if isinstance(cls, type) and issubclass(cls, BusError) and kind != "MotorHardwareError":
-        return cls(message)
-    return BusError(message)
 
 
 def _child(
@@ -63,7 +56,7 @@ def _child(
     try:
         buses = open_buses(spec, ports)
     except BusError as exc:
-        conn.send(("error", type(exc).__name__, str(exc)))
+        conn.send(StartFailed(exc))
         ring.close()
         return
 
@@ -82,27 +75,25 @@ def _child(
     try:
         positions = {name: b.read_state().position_rad for name, b in buses.items()}
     except BusError as exc:
-        conn.send(("error", type(exc).__name__, str(exc)))
+        conn.send(StartFailed(exc))
         for b in buses.values():
             b.disconnect()
         ring.close()
         return
-    conn.send(("ready", hardware, motors, positions))
+    conn.send(Ready(hardware, motors, positions))
     # The app checks calibration and the start pose before anything moves: wait for "go",
     # which brings the leader-to-follower mappings and the command source (None: follow).
     try:
-        msg = conn.recv()
-        if msg[0] != "go":
+        go = conn.recv()
+        if not isinstance(go, Go):
             raise EOFError
-        mappings: dict[str, JointMapping] = msg[1]
-        source: CommandSource | None = msg[2]
     except (EOFError, OSError):
         for b in buses.values():
             b.disconnect()
         ring.close()
         return
     loop = ControlLoop(
-        spec, buses, mappings, rate_hz, lambda s: ring.put(s, counters()), source=source
+        spec, buses, go.mappings, rate_hz, lambda s: ring.put(s, counters()), source=go.source
     )
     settle_heap()
     loop.start()
@@ -110,20 +101,18 @@ def _child(
     milestones_sent: set[str] = set()
     try:
         while True:
-            if conn.poll(0.05):
-                msg = conn.recv()
-                if msg[0] == "stop":
-                    break
+            if conn.poll(0.05) and isinstance(conn.recv(), Stop):
+                break
             for name, cycle in loop.source.milestones().items():
                 if name not in milestones_sent:
-                    conn.send(("milestone", name, cycle))
+                    conn.send(Milestone(name, cycle))
                     milestones_sent.add(name)
             if loop.fault is not None and not fault_sent:
                 f = loop.fault
                 cause = f.cause if isinstance(f, ArmFault) else f
                 arm = f.arm if isinstance(f, ArmFault) else ""
                 role = f.role if isinstance(f, ArmFault) else ""
-                conn.send(("fault", type(cause).__name__, str(cause), arm, role))
+                conn.send(Fault(as_bus_error(cause), arm, role))
                 fault_sent = True
     except (EOFError, OSError):
         pass  # the app went away: stop driving the robot
@@ -201,16 +190,17 @@ class ControlProcess:
         except BaseException:
             self._cleanup()
             raise
-        if msg[0] == "error":
+        if isinstance(msg, StartFailed):
             self._cleanup()
-            raise _rebuild_error(msg[1], msg[2])
-        _, self.hardware, self.motors, self.initial_positions = msg
+            raise msg.error
+        assert isinstance(msg, Ready), msg
+        self.hardware, self.motors, self.initial_positions = msg.hardware, msg.motors, msg.positions
 
     def go(self, mappings: dict[str, JointMapping], source: CommandSource | None = None) -> None:
         """Start the loop: followers follow their leaders through ``mappings``, or take their
         commands from ``source`` (pickled to the control process); clamps use ``mappings``."""
         assert self._conn is not None, "start() first"
-        self._conn.send(("go", mappings, source))
+        self._conn.send(Go(mappings, source))
         self._reader.start()
 
     def _read(self) -> None:
@@ -219,11 +209,10 @@ class ControlProcess:
             try:
                 if self._conn.poll(0.005):
                     msg = self._conn.recv()
-                    if msg[0] == "fault":
-                        _, kind, text, arm, role = msg
-                        self._set_fault(ArmFault(arm, role, _rebuild_error(kind, text)))
-                    elif msg[0] == "milestone":
-                        self.milestones[msg[1]] = msg[2]
+                    if isinstance(msg, Fault):
+                        self._set_fault(ArmFault(msg.arm, msg.role, msg.error))
+                    elif isinstance(msg, Milestone):
+                        self.milestones[msg.name] = msg.cycle
             except (EOFError, OSError):
                 if not self._stop.is_set():
                     self._set_fault(ControlProcessError("control process died; check the log"))
@@ -249,7 +238,7 @@ class ControlProcess:
         self._stop.set()  # from here on, the child closing its pipe is expected
         if self._conn is not None:
             with contextlib.suppress(OSError, BrokenPipeError):
-                self._conn.send(("stop",))
+                self._conn.send(Stop())
         if self._proc is not None:
             self._proc.join(timeout_s)
         if self._reader.is_alive():

@@ -38,3 +38,17 @@ def test_an_episode_read_error_prints_as_its_line(tmp_path):
 
 def test_anything_else_is_unexpected_and_says_how_to_see_more():
     assert describe(KeyError("x")).startswith("unexpected KeyError")
+
+
+def test_a_motor_hardware_error_crosses_the_control_pipe_whole():
+    import pickle
+
+    from rigs.dynamixel.bus import MotorHardwareError
+    from teleop.control.messages import Fault
+
+    sent = Fault(MotorHardwareError("left_follower motor 3: overload", 3, 0x20), "left_follower",
+                 "follower")  # fmt: skip
+    got = pickle.loads(pickle.dumps(sent))
+    assert isinstance(got.error, MotorHardwareError)
+    assert (got.error.motor_id, got.error.bits, str(got.error)) == (3, 0x20, str(sent.error))
+    assert (got.arm, got.role) == ("left_follower", "follower")
