@@ -23,7 +23,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
-from typing import TypeAlias
+from typing import NamedTuple, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -204,11 +204,18 @@ def flatten_matrix(values: FloatArray | Sequence[Sequence[float]]) -> FloatArray
     return values  # type: ignore[return-value]
 
 
-DiagnosticStatusTuple = tuple[int, str, str, str, Mapping[str, str]]
+class DiagnosticStatus(NamedTuple):
+    """One ``diagnostic_msgs/msg/DiagnosticStatus``: level 0 OK, 1 WARN, 2 ERROR, 3 STALE."""
+
+    level: int
+    name: str
+    message: str
+    hardware_id: str
+    values: Mapping[str, str]
 
 
 def encode_diagnostic_array(
-    stamp_ns: int, frame_id: str, statuses: Iterable[DiagnosticStatusTuple]
+    stamp_ns: int, frame_id: str, statuses: Iterable[DiagnosticStatus]
 ) -> bytearray:
     """Encode ``diagnostic_msgs/msg/DiagnosticArray``.
 

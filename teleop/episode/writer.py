@@ -443,13 +443,13 @@ class EpisodeWriter:
         topic: str,
         stamp_ns: int,
         log_time_ns: int,
-        statuses: Sequence[tuple[int, str, str, str, Mapping[str, str]]],
+        statuses: Sequence[cdr.DiagnosticStatus],
         *,
         frame_id: str = "",
     ) -> None:
         """Write a ``diagnostic_msgs/msg/DiagnosticArray``.
 
-        Each status is ``(level, name, message, hardware_id, values)``: level 0 OK, 1 WARN,
+        Each status is a :class:`~teleop.episode.cdr.DiagnosticStatus`: level 0 OK, 1 WARN,
         2 ERROR, 3 STALE (``schemas.DiagnosticLevel``); values a str→str mapping.
         """
         self._write(

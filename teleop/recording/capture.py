@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from rigs.cameras.base import Camera, CameraError, Frame
 from rigs.cameras.codec import encode_depth_png, encode_jpeg
@@ -24,9 +25,16 @@ from teleop.worker import Worker
 
 log = logging.getLogger(__name__)
 
-# A camera event: (camera name, kind, detail, monotonic ns). Kinds: camera_stopped,
-# camera_resumed, camera_frozen, camera_unfrozen, frames_missing.
-CameraEvent = tuple[str, str, str, int]
+
+class CameraEvent(NamedTuple):
+    """A camera health event. Kinds: camera_stopped, camera_resumed, camera_frozen,
+    camera_unfrozen, frames_missing."""
+
+    camera: str
+    kind: str
+    detail: str
+    at_ns: int
+    """monotonic ns"""
 
 
 @dataclass(frozen=True)
@@ -78,7 +86,7 @@ class CaptureThread(Worker):
             level = logging.INFO if e.kind == "frames_missing" else logging.WARNING
             log.log(level, "camera %s: %s %s", self.camera.name, e.kind, e.detail)
             if self.on_event is not None:
-                self.on_event((self.camera.name, e.kind, e.detail, e.at_ns))
+                self.on_event(CameraEvent(self.camera.name, e.kind, e.detail, e.at_ns))
 
     def _run(self) -> None:
         health = self.health

@@ -22,6 +22,7 @@ from teleop.clock import SessionClock, iso_utc
 from teleop.control.loop import ControlSample
 from teleop.control.process import ControlProcess
 from teleop.control.ring import LoopCounters
+from teleop.episode.cdr import DiagnosticStatus
 from teleop.episode.verify import file_sha256
 from teleop.episode.writer import EpisodeWriter
 from teleop.errors import TeleopError
@@ -31,7 +32,7 @@ from teleop.recording.policy import RecordingPolicy
 from teleop.recording.preflight import Calibration, PreflightError, start_problems, uncalibrated
 from teleop.recording.provenance import host, software
 from teleop.recording.quality import quality_record
-from teleop.recording.writer_thread import DiagnosticStatus, EpisodeWriterThread, metadata_values
+from teleop.recording.writer_thread import EpisodeWriterThread, metadata_values
 from teleop.rig_runtime import RigRuntime
 from teleop.session import Session
 
@@ -120,8 +121,7 @@ class Recorder:
     def _on_camera_event(self, event: CameraEvent) -> None:
         active = self._active
         if active is not None:
-            camera, kind, detail, mono_ns = event
-            active.camera_event(camera, kind, detail, mono_ns)
+            active.camera_event(event.camera, event.kind, event.detail, event.at_ns)
 
     def _live_tap(
         self, topic: str, type_name: str, log_time_ns: int, data: bytes | bytearray
@@ -212,7 +212,7 @@ class Recorder:
             "samples_lost": str(self.control.samples_lost),
         }
         statuses: list[DiagnosticStatus] = [
-            (level, "control/loop", str(fault or "ok"), "", loop_values)
+            DiagnosticStatus(level, "control/loop", str(fault or "ok"), "", loop_values)
         ]
         active = self._active
         now = time.monotonic_ns()
@@ -245,10 +245,14 @@ class Recorder:
                 "stalls": str(st.stalls),
                 "dropped_this_episode": str(dropped),
             }
-            statuses.append((level, f"camera/{name}", msg, cap.camera.info().serial, values))
+            statuses.append(
+                DiagnosticStatus(level, f"camera/{name}", msg, cap.camera.info().serial, values)
+            )
         live = self.live
         if live is not None:
-            statuses.append((0, "live/view", live.url, "", live.diagnostic_values()))
+            statuses.append(
+                DiagnosticStatus(0, "live/view", live.url, "", live.diagnostic_values())
+            )
         return statuses
 
     def _provenance(self, index: int, start_utc_ns: int) -> dict[str, str]:

@@ -21,14 +21,13 @@ from rigs.cameras.base import Intrinsics
 from rigs.spec import RigSpec
 from teleop.clock import SessionClock
 from teleop.control.loop import ControlSample
+from teleop.episode.cdr import DiagnosticStatus
 from teleop.episode.schemas import DEPTH_PNG_FORMAT, arm_frame, color_frame, depth_frame
 from teleop.episode.writer import EpisodeWriter
 from teleop.recording.capture import EncodedFrame
 from teleop.recording.quality import EpisodeStats
 
 log = logging.getLogger(__name__)
-
-DiagnosticStatus = tuple[int, str, str, str, dict[str, str]]
 
 
 class EpisodeWriterThread:
@@ -239,7 +238,7 @@ class EpisodeWriterThread:
         statuses = self._diagnostics()
         backlog_s, backlog_f = self.backlog
         statuses.append(
-            (
+            DiagnosticStatus(
                 0,
                 "recorder/writer",
                 "ok",
