@@ -63,7 +63,7 @@ def headless(station: Station, seconds: float) -> dict[str, Any]:
     assert runner is not None
     runner.start()
     time.sleep(seconds)
-    return figures(runner.stop().quality)
+    return figures(runner.stop().quality.record())
 
 
 def with_screen(
@@ -90,7 +90,7 @@ def with_screen(
     previews = {n: t.shown - shown0[n] for n, t in screen.tiles.items()}
     screen.detach()
     screen.close()
-    return figures(result.quality), previews
+    return figures(result.quality.record()), previews
 
 
 def pct(a: float, b: float) -> str:

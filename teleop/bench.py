@@ -115,7 +115,7 @@ def bench_one(
         finally:
             runner.close()
             recorder.stop()
-    q = result.quality
+    q = result.quality.record()
     size = result.path.stat().st_size
     wall = wall1 - wall0
     return {
@@ -277,7 +277,7 @@ def bench_live(
                     after = publisher.stats()
                     rows.append({
                         "label": label,
-                        "quality": result.quality,
+                        "quality": result.quality.record(),
                         "cpu_percent": 100.0 * (cpu1 - cpu0) / (wall1 - wall0),
                         "published": after.published - before.published,
                         "throttled": after.throttled - before.throttled,

@@ -13,6 +13,7 @@ control fault, a failed write or low disk space (``poll``).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -73,7 +74,7 @@ class EpisodeRunner:
             if e.get("status") in counts:
                 counts[e["status"]] += 1
         elapsed = time.monotonic() - self._started_at if self._started_at else 0.0
-        flags = tuple(self.last.quality.get("flags", ())) if self.last else ()  # type: ignore[arg-type]
+        flags = tuple(self.last.quality.flags) if self.last else ()
         return RunnerStatus(
             self.state,
             self._recording_index or (self.last.index if self.last else None),
@@ -152,13 +153,13 @@ class EpisodeRunner:
             )
             result = self.stop()
             if reason.startswith("disk_low"):
-                flags = result.quality.setdefault("flags", [])
-                if isinstance(flags, list) and reason not in flags:
-                    flags.append(reason)
+                if reason not in result.quality.flags:
+                    result = dataclasses.replace(result, quality=result.quality.flagged(reason))
+                    self.last = result
                     self.session.set_status(
                         result.index,
                         self.session.entry(result.index)["status"],
-                        quality=result.quality,
+                        quality=result.quality.record(),
                     )
                 self.state = RunnerState.IDLE
             return result

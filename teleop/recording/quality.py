@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from array import array
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 from rigs.spec import QualityGates
 
@@ -183,6 +185,62 @@ def _ms_percentiles(values_ns: array) -> dict[str, float]:
     }
 
 
+class CameraEventRecord(BaseModel):
+    """A camera health event, seconds into the episode."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: str
+    t_s: float
+    detail: str
+
+
+class CameraQuality(BaseModel):
+    """One camera's figures in an episode's quality record."""
+
+    model_config = ConfigDict(frozen=True)
+
+    written: int
+    fps: float
+    dropped: int
+    device_gaps: int
+    duplicates: int
+    stamps_backwards: int
+    latency_ms: dict[str, float]
+    skew_ms: dict[str, float]
+    events: list[CameraEventRecord]
+
+
+class Quality(BaseModel):
+    """An episode's quality record: its figures and flags, stored in the MCAP (metadata
+    ``quality``) and in session.json. A partial episode (a failed write) has flags only."""
+
+    model_config = ConfigDict(frozen=True)
+
+    requested_rate_hz: float | None = None
+    achieved_rate_hz: float | None = None
+    duration_s: float | None = None
+    period_error_ms: dict[str, float] | None = None
+    jitter_ms: float | None = None
+    overruns: int | None = None
+    joint_samples: int | None = None
+    joint_samples_lost: int | None = None
+    idle_fraction: float | None = None
+    cameras: dict[str, CameraQuality] | None = None
+    bus_retries: int | None = None
+    bus_failed_reads: int | None = None
+    clamp_hits: int | None = None
+    flags: list[str] = []
+
+    def flagged(self, *flags: str) -> Quality:
+        """The same record with ``flags`` added."""
+        return self.model_copy(update={"flags": [*self.flags, *flags]})
+
+    def record(self) -> dict[str, Any]:
+        """As JSON-ready values (only the fields it has), for session.json and the MCAP."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
 def quality_record(
     stats: EpisodeStats,
     *,
@@ -192,7 +250,7 @@ def quality_record(
     bus_failed_reads: int,
     clamp_hits: int,
     gates: QualityGates | None = None,
-) -> dict[str, object]:
+) -> Quality:
     """The episode's quality record (numbers and flags); stored in the MCAP and session.json."""
     g = gates or QualityGates()
     rate = stats.achieved_rate_hz()
@@ -219,27 +277,27 @@ def quality_record(
         flags.append(f"idle: leaders still {idle:.0%} of the episode")
     if clamp_hits > g.max_clamp_hits:
         flags.append(f"clamp_hits: {clamp_hits} > {g.max_clamp_hits}")
-    cams: dict[str, dict[str, object]] = {}
+    cams: dict[str, CameraQuality] = {}
     start_ns = stats.first_start_ns or 0
     duration = stats.duration_s
     for name in sorted(set(stats.cameras) | set(camera_fps or {})):
         c = stats.camera(name)
         skew = stats.skew_ms(name)
         events = [
-            {"kind": kind, "t_s": round((t - start_ns) / 1e9, 3), "detail": detail}
+            CameraEventRecord(kind=kind, t_s=round((t - start_ns) / 1e9, 3), detail=detail)
             for kind, t, detail in c.events
         ]
-        cams[name] = {
-            "written": c.written,
-            "fps": round(c.written / duration, 2) if duration else 0.0,
-            "dropped": c.dropped,
-            "device_gaps": c.device_gaps,
-            "duplicates": c.duplicates,
-            "stamps_backwards": c.stamps_backwards,
-            "latency_ms": _ms_percentiles(c.latencies_ns),
-            "skew_ms": skew,
-            "events": events,
-        }
+        cams[name] = CameraQuality(
+            written=c.written,
+            fps=round(c.written / duration, 2) if duration else 0.0,
+            dropped=c.dropped,
+            device_gaps=c.device_gaps,
+            duplicates=c.duplicates,
+            stamps_backwards=c.stamps_backwards,
+            latency_ms=_ms_percentiles(c.latencies_ns),
+            skew_ms=skew,
+            events=events,
+        )
         if c.dropped > g.max_frames_dropped:
             flags.append(f"frames_dropped: {name} x{c.dropped}")
         if c.device_gaps > g.max_frames_missing:
@@ -251,24 +309,24 @@ def quality_record(
         if skew["max"] > g.max_skew_ms:
             flags.append(f"skew_high: {name} {skew['max']:.1f} ms > {g.max_skew_ms:g} ms")
         for e in events:
-            if e["kind"] in ("camera_stopped", "camera_frozen"):
-                flags.append(f"{e['kind']}: {name} at {e['t_s']:.2f} s")
+            if e.kind in ("camera_stopped", "camera_frozen"):
+                flags.append(f"{e.kind}: {name} at {e.t_s:.2f} s")
         fps = (camera_fps or {}).get(name)
         if fps and duration > 1.0 and c.written < 0.9 * fps * duration:
             flags.append(f"frames_low: {name} wrote {c.written} of ~{fps * duration:.0f}")
-    return {
-        "requested_rate_hz": stats.requested_rate_hz,
-        "achieved_rate_hz": round(rate, 3),
-        "duration_s": round(duration, 3),
-        "period_error_ms": {k: round(v, 4) for k, v in perr.items()},
-        "jitter_ms": round(stats.jitter_ms(), 4),
-        "overruns": overruns,
-        "joint_samples": stats.samples_written,
-        "joint_samples_lost": stats.samples_lost,
-        "idle_fraction": round(idle, 3),
-        "cameras": cams,
-        "bus_retries": bus_retries,
-        "bus_failed_reads": bus_failed_reads,
-        "clamp_hits": clamp_hits,
-        "flags": flags,
-    }
+    return Quality(
+        requested_rate_hz=stats.requested_rate_hz,
+        achieved_rate_hz=round(rate, 3),
+        duration_s=round(duration, 3),
+        period_error_ms={k: round(v, 4) for k, v in perr.items()},
+        jitter_ms=round(stats.jitter_ms(), 4),
+        overruns=overruns,
+        joint_samples=stats.samples_written,
+        joint_samples_lost=stats.samples_lost,
+        idle_fraction=round(idle, 3),
+        cameras=cams,
+        bus_retries=bus_retries,
+        bus_failed_reads=bus_failed_reads,
+        clamp_hits=clamp_hits,
+        flags=flags,
+    )

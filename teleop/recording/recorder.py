@@ -31,7 +31,7 @@ from teleop.recording.disk import DiskGuard
 from teleop.recording.policy import RecordingPolicy
 from teleop.recording.preflight import Calibration, PreflightError, start_problems, uncalibrated
 from teleop.recording.provenance import host, software
-from teleop.recording.quality import quality_record
+from teleop.recording.quality import Quality, quality_record
 from teleop.recording.writer_thread import EpisodeWriterThread, metadata_values
 from teleop.rig_runtime import RigRuntime
 from teleop.session import Session
@@ -63,7 +63,7 @@ class _OpenEpisode:
 class EpisodeResult:
     index: int
     path: Path
-    quality: dict[str, object]
+    quality: Quality
 
 
 class Recorder:
@@ -374,11 +374,11 @@ class Recorder:
             thread.stats, camera_fps=fps, gates=self.runtime.spec.quality, **delta
         )
         if self.control.fault is not None:
-            quality["flags"] = [*quality["flags"], f"fault: {self.control.fault}"]  # type: ignore[misc]
+            quality = quality.flagged(f"fault: {self.control.fault}")
         if not self.calibration.calibrated:
-            quality["flags"] = [*quality["flags"], "uncalibrated: identity mapping"]  # type: ignore[misc]
+            quality = quality.flagged("uncalibrated: identity mapping")
         try:
-            writer.add_metadata("quality", metadata_values(quality))
+            writer.add_metadata("quality", metadata_values(quality.record()))
             writer.finish()
         except Exception as exc:
             return self._close_partial(ep, exc)
@@ -388,10 +388,10 @@ class Recorder:
                 "file": path.name,
                 "status": "kept",
                 "start_utc": iso_utc(ep.start_utc_ns),
-                "duration_s": quality["duration_s"],
+                "duration_s": quality.duration_s,
                 "bytes": path.stat().st_size,
                 "sha256": file_sha256(path),
-                "quality": quality,
+                "quality": quality.record(),
             }
         )
         return EpisodeResult(index, path, quality)
@@ -410,7 +410,7 @@ class Recorder:
             "disk before recording more"
         )
         log.debug("%s", self.write_error)  # reported once by the CLI or the GUI
-        quality: dict[str, object] = {"flags": [f"write_failed: {reason}"]}
+        quality = Quality(flags=[f"write_failed: {reason}"])
         assert self.session is not None
         with contextlib.suppress(OSError):  # the manifest may be on the same failing disk
             self.session.add_episode({
@@ -419,7 +419,7 @@ class Recorder:
                 "status": "partial",
                 "start_utc": iso_utc(ep.start_utc_ns),
                 "error": reason,
-                "quality": quality,
+                "quality": quality.record(),
             })  # fmt: skip
         return EpisodeResult(ep.index, partial, quality)
 

@@ -35,10 +35,12 @@ def _terminate(signum: int, frame: object) -> None:
 def describe_result(result: EpisodeResult) -> str:
     """One progress line per episode."""
     q = result.quality
-    flags = "; ".join(q.get("flags", [])) or "none"  # type: ignore[arg-type]
-    if "duration_s" not in q:
+    flags = "; ".join(q.flags) or "none"
+    if q.duration_s is None or q.achieved_rate_hz is None:
         return f"episode {result.index}: partial ({result.path.name}); flags: {flags}"
-    return f"episode {result.index}: {q['duration_s']:.1f} s, {q['achieved_rate_hz']:.1f} Hz, flags: {flags}"
+    return (
+        f"episode {result.index}: {q.duration_s:.1f} s, {q.achieved_rate_hz:.1f} Hz, flags: {flags}"
+    )
 
 
 def start_session(

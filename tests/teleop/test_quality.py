@@ -26,9 +26,9 @@ def _stats(
 
 def test_clean_episode_has_no_flags():
     q = quality_record(_stats(50, 20.0), camera_fps={"cam": 16.0}, **COUNTERS)
-    assert q["flags"] == []
-    assert q["achieved_rate_hz"] == 50.0 and q["joint_samples_lost"] == 0
-    assert q["cameras"]["cam"]["skew_ms"]["max"] == 1.0
+    assert q.flags == []
+    assert q.achieved_rate_hz == 50.0 and q.joint_samples_lost == 0
+    assert q.cameras is not None and q.cameras["cam"].skew_ms["max"] == 1.0
 
 
 def test_each_gate_flags_with_its_numbers():
@@ -46,7 +46,7 @@ def test_each_gate_flags_with_its_numbers():
         bus_failed_reads=1,
         clamp_hits=5000,
     )
-    text = "\n".join(q["flags"])
+    text = "\n".join(q.flags)
     for expected in (
         "rate_low: 4", "jitter_high", "samples_lost: 100", "bus_errors: 1 failed reads", "bus_retries: 50 > 10",
         "idle: leaders still", "clamp_hits: 5000 > 1000", "frames_dropped: cam x2", "frames_missing: cam x5",
@@ -59,5 +59,5 @@ def test_thresholds_come_from_the_rig():
     st = _stats(50, 20.0)
     st.camera("cam").dropped = 2
     lenient = QualityGates(max_frames_dropped=5)
-    assert quality_record(st, gates=lenient, **COUNTERS)["flags"] == []
-    assert quality_record(st, **COUNTERS)["flags"] == ["frames_dropped: cam x2"]
+    assert quality_record(st, gates=lenient, **COUNTERS).flags == []
+    assert quality_record(st, **COUNTERS).flags == ["frames_dropped: cam x2"]
