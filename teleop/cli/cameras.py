@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from rigs.cameras import opencv_camera, realsense
+from rigs.cameras import realsense, v4l2
 from rigs.cameras.base import Camera, CameraError
 from rigs.cameras.codec import depth_preview, encode_png
 from rigs.spec import Camera as CameraSpec
@@ -94,7 +94,7 @@ def run_cameras(rig: str | None, snapshot_dir: Path | None, as_json: bool, seed:
                 except CameraError as exc:
                     dev["snapshot_error"] = str(exc)
             report["realsense"].append(dev)
-        for dev in opencv_camera.list_devices():
+        for dev in v4l2.list_devices():
             if snapshot_dir is not None and not dev.get("error"):
                 spec = CameraSpec(name="snapshot", driver="opencv", path=dev.get("by_id") or dev["path"],
                                   on_mode_mismatch="warn")  # fmt: skip

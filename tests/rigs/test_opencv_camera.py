@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from rigs.cameras import opencv_camera as oc
+from rigs.cameras import v4l2
 from rigs.cameras.base import CameraError, driver_for
 from rigs.cameras.opencv_camera import OpenCVCamera
 from rigs.spec import Camera as CameraSpec
@@ -254,7 +255,7 @@ def test_missing_device_index_names_the_node():
 
 
 def test_list_devices_here_does_not_crash():
-    devices = oc.list_devices()
+    devices = v4l2.list_devices()
     assert isinstance(devices, list)
     if not any(os.path.exists(f"/dev/video{i}") for i in range(64)):
         assert devices == []
@@ -380,7 +381,7 @@ def test_device_asks_for_mjpg_then_size_then_fps_and_fixes_exposure(fake_device)
     ]
     assert [p for p in props if p in order] == order
     values = dict(opened[0].calls)
-    assert oc.fourcc_to_str(values[cv2.CAP_PROP_FOURCC]) == "MJPG"
+    assert v4l2.fourcc_to_str(values[cv2.CAP_PROP_FOURCC]) == "MJPG"
     assert values[cv2.CAP_PROP_AUTO_EXPOSURE] == 1  # V4L2_EXPOSURE_MANUAL
     assert values[cv2.CAP_PROP_EXPOSURE] == 100  # 100 µs units
     assert values[cv2.CAP_PROP_AUTO_WB] == 0
@@ -429,7 +430,7 @@ def test_device_stamps_on_another_clock_are_mapped(fake_device):
 
 def test_device_mode_mismatch_is_an_error_with_requested_and_actual(fake_device):
     _, state = fake_device
-    yuyv = oc.fourcc_to_code("YUYV")
+    yuyv = v4l2.fourcc_to_code("YUYV")
     force = {
         cv2.CAP_PROP_FRAME_WIDTH: 640,
         cv2.CAP_PROP_FRAME_HEIGHT: 480,
@@ -500,11 +501,16 @@ def test_a_device_that_never_streams_fails_at_connect(fake_device, monkeypatch):
 
 def test_ioctl_numbers_and_struct_sizes_match_the_kernel_header():
     # Values of the macros in linux/videodev2.h on x86_64/arm64.
-    assert oc.VIDIOC_QUERYCAP == 0x80685600
-    assert oc.VIDIOC_ENUM_FMT == 0xC0405602
-    assert oc.VIDIOC_ENUM_FRAMESIZES == 0xC02C564A
-    assert oc.VIDIOC_ENUM_FRAMEINTERVALS == 0xC034564B
-    assert (oc.CAPABILITY.size, oc.FMTDESC.size, oc.FRMSIZEENUM.size, oc.FRMIVALENUM.size) == (
+    assert v4l2.VIDIOC_QUERYCAP == 0x80685600
+    assert v4l2.VIDIOC_ENUM_FMT == 0xC0405602
+    assert v4l2.VIDIOC_ENUM_FRAMESIZES == 0xC02C564A
+    assert v4l2.VIDIOC_ENUM_FRAMEINTERVALS == 0xC034564B
+    assert (
+        v4l2.CAPABILITY.size,
+        v4l2.FMTDESC.size,
+        v4l2.FRMSIZEENUM.size,
+        v4l2.FRMIVALENUM.size,
+    ) == (
         104,
         64,
         44,
@@ -513,9 +519,9 @@ def test_ioctl_numbers_and_struct_sizes_match_the_kernel_header():
 
 
 def test_fourcc_round_trip():
-    assert oc.fourcc_to_code("MJPG") == 0x47504A4D
-    assert oc.fourcc_to_str(0x56595559) == "YUYV"
-    assert oc.fourcc_to_str(oc.fourcc_to_code("Y8")) == "Y8"
+    assert v4l2.fourcc_to_code("MJPG") == 0x47504A4D
+    assert v4l2.fourcc_to_str(0x56595559) == "YUYV"
+    assert v4l2.fourcc_to_str(v4l2.fourcc_to_code("Y8")) == "Y8"
 
 
 def _u32(buf: bytearray, offset: int, value: int) -> None:
@@ -536,15 +542,15 @@ def capability_buffer(card: bytes, caps: int, device_caps: int) -> bytes:
 
 def test_parse_capability_uses_the_per_node_caps():
     capture = capability_buffer(b"HD Pro Webcam C920", 0x84A00001, 0x04200001)
-    cap = oc.parse_capability(capture)
+    cap = v4l2.parse_capability(capture)
     assert (cap.driver, cap.card, cap.bus_info) == (
         "uvcvideo",
         "HD Pro Webcam C920",
         "usb-0000:00:14.0-3",
     )
     assert cap.kernel_version == "6.8.12" and cap.is_video_capture
-    assert cap.buf_type == oc.V4L2_BUF_TYPE_VIDEO_CAPTURE
-    meta = oc.parse_capability(capability_buffer(b"HD Pro Webcam C920", 0x84A00001, 0x04A00000))
+    assert cap.buf_type == v4l2.V4L2_BUF_TYPE_VIDEO_CAPTURE
+    meta = v4l2.parse_capability(capability_buffer(b"HD Pro Webcam C920", 0x84A00001, 0x04A00000))
     assert not meta.is_video_capture  # the metadata node of the same camera
 
 
@@ -564,10 +570,10 @@ class FakeV4L2:
         assert isinstance(arg, bytes)
         buf = bytearray(arg)
         index = struct.unpack_from("=I", buf, 0)[0]
-        if request == oc.VIDIOC_QUERYCAP:
+        if request == v4l2.VIDIOC_QUERYCAP:
             assert len(buf) == 104
             return capability_buffer(b"Fake UVC", 0x84A00001, 0x04200001)
-        if request == oc.VIDIOC_ENUM_FMT:
+        if request == v4l2.VIDIOC_ENUM_FMT:
             assert len(buf) == 64 and struct.unpack_from("=I", buf, 4)[0] == 1
             if index >= len(self.FORMATS):
                 raise OSError(errno.EINVAL, "Invalid argument")
@@ -576,7 +582,7 @@ class FakeV4L2:
             buf[12 : 12 + len(desc)] = desc
             _u32(buf, 44, code)
             return bytes(buf)
-        if request == oc.VIDIOC_ENUM_FRAMESIZES:
+        if request == v4l2.VIDIOC_ENUM_FRAMESIZES:
             assert len(buf) == 44
             code = struct.unpack_from("=I", buf, 4)[0]
             sizes = self.SIZES[code]
@@ -593,7 +599,7 @@ class FakeV4L2:
             _u32(buf, 12, sizes[index][0])
             _u32(buf, 16, sizes[index][1])
             return bytes(buf)
-        if request == oc.VIDIOC_ENUM_FRAMEINTERVALS:
+        if request == v4l2.VIDIOC_ENUM_FRAMEINTERVALS:
             assert len(buf) == 52
             code, w, h = struct.unpack_from("=III", buf, 4)
             rates = self.RATES.get((code, w, h))
@@ -615,9 +621,9 @@ class FakeV4L2:
 
 def test_enumerate_formats_on_a_synthesised_device():
     fake = FakeV4L2()
-    cap = oc.read_capability(-1, ioctl=fake)
+    cap = v4l2.read_capability(-1, ioctl=fake)
     assert cap.card == "Fake UVC" and cap.is_video_capture
-    formats = oc.enumerate_formats(-1, cap.buf_type, ioctl=fake)
+    formats = v4l2.enumerate_formats(-1, cap.buf_type, ioctl=fake)
     assert [f["fourcc"] for f in formats] == ["MJPG", "YUYV"]
     mjpg, yuyv = formats
     assert mjpg["description"] == "Motion-JPEG" and mjpg["compressed"] and not yuyv["compressed"]
@@ -632,27 +638,27 @@ def test_enumerate_formats_on_a_synthesised_device():
 
 
 def test_choose_fourcc_prefers_mjpg_where_it_offers_the_mode():
-    assert oc.choose_fourcc(FAKE_FORMATS, 640, 480, 30) == "MJPG"
-    assert oc.choose_fourcc(FAKE_FORMATS, 1280, 720, 30) == "MJPG"
+    assert v4l2.choose_fourcc(FAKE_FORMATS, 640, 480, 30) == "MJPG"
+    assert v4l2.choose_fourcc(FAKE_FORMATS, 1280, 720, 30) == "MJPG"
     yuyv_only = [
         FAKE_FORMATS[0],
         {**FAKE_FORMATS[1], "sizes": [{"width": 320, "height": 240, "fps": [30.0]}]},
     ]
-    assert oc.choose_fourcc(yuyv_only, 640, 480, 30) == "YUYV"
-    assert oc.choose_fourcc(yuyv_only, 1920, 1080, 60) == "MJPG"  # nothing offers it: MJPG
-    assert oc.choose_fourcc([FAKE_FORMATS[0]], 1920, 1080, 60) is None
+    assert v4l2.choose_fourcc(yuyv_only, 640, 480, 30) == "YUYV"
+    assert v4l2.choose_fourcc(yuyv_only, 1920, 1080, 60) == "MJPG"  # nothing offers it: MJPG
+    assert v4l2.choose_fourcc([FAKE_FORMATS[0]], 1920, 1080, 60) is None
 
 
 def test_enumeration_ends_on_einval_and_reports_other_errors():
     def unplugged(fd, request, arg):
-        if request == oc.VIDIOC_QUERYCAP:
+        if request == v4l2.VIDIOC_QUERYCAP:
             return capability_buffer(b"Gone", 0x84A00001, 0x04200001)
         raise OSError(errno.ENODEV, "No such device")
 
     with pytest.raises(OSError):
-        oc.enumerate_formats(-1, ioctl=unplugged)
+        v4l2.enumerate_formats(-1, ioctl=unplugged)
 
     def no_formats(fd, request, arg):
         raise OSError(errno.EINVAL, "Invalid argument")
 
-    assert oc.enumerate_formats(-1, ioctl=no_formats) == []
+    assert v4l2.enumerate_formats(-1, ioctl=no_formats) == []
