@@ -24,8 +24,9 @@ from rigs.dynamixel.control_table import HardwareError
 from rigs.errors import UserError
 from rigs.spec import RigSpec
 from rigs.virtual import server
+from rigs.virtual.mounting import ArmTruth, arm_truth
 from rigs.virtual.options import VirtualRigOptions
-from rigs.virtual.servo_chain import ArmTruth, ServoState, TorqueWrite, arm_truth
+from rigs.virtual.servo import ServoState, TorqueWrite
 from rigs.virtual.world import SharedWorld, WorldLayout
 
 log = logging.getLogger(__name__)

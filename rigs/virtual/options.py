@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rigs.virtual.servo_chain import MountingKind
+from rigs.virtual.mounting import MountingKind
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ adapter), ``motor_silent(arm, id, silent)``,
 arm through a calibration step, see :class:`~rigs.virtual.operator.CalibrationMoves`; both
 answer with the monotonic time at which the move ends).
 
-The servos are mounted as :func:`~rigs.virtual.servo_chain.arm_truth` says (``mounting``
+The servos are mounted as :func:`~rigs.virtual.mounting.arm_truth` says (``mounting``
 option): ideally, or with seeded offsets and directions that a calibration has to discover.
 """
 
@@ -42,15 +42,11 @@ import numpy as np
 
 from rigs.realtime import raise_priority, settle_heap
 from rigs.spec import Arm, RigSpec
+from rigs.virtual.mounting import ArmTruth, arm_truth
 from rigs.virtual.operator import CalibrationMoves, ScriptedOperator
 from rigs.virtual.options import VirtualRigOptions
-from rigs.virtual.servo_chain import (
-    ArmTruth,
-    VirtualChain,
-    VirtualServo,
-    arm_truth,
-    chain_from_arm,
-)
+from rigs.virtual.servo import VirtualServo
+from rigs.virtual.servo_chain import VirtualChain, chain_from_arm
 from rigs.virtual.world import SharedWorld, WorldLayout
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ from calibration.procedure import (
 )
 from rigs.dynamixel import control_table as ct
 from rigs.dynamixel.bus import JointReading, MotorInfo
-from rigs.virtual.servo_chain import VirtualServo
+from rigs.virtual.servo import VirtualServo
 from tests.calibration.conftest import SPEC
 
 ARM = SPEC.arm("right_follower")

@@ -16,7 +16,7 @@ from calibration.mapping import mappings_for
 from calibration.records import ArmCalibration, wrap_rad
 from rigs.dynamixel import control_table as ct
 from rigs.dynamixel.bus import BusError, DynamixelBus
-from rigs.virtual.servo_chain import arm_truth
+from rigs.virtual.mounting import arm_truth
 from teleop.doctor import Status, run_checks
 from teleop.recording.policy import RecordingPolicy
 from tests.calibration.conftest import (

@@ -19,7 +19,8 @@ from rigs.dynamixel import control_table as ct
 from rigs.dynamixel import protocol as p
 from rigs.spec import load_rig
 from rigs.virtual.launcher import VirtualRig
-from rigs.virtual.servo_chain import VirtualChain, VirtualServo, chain_from_arm
+from rigs.virtual.servo import VirtualServo
+from rigs.virtual.servo_chain import VirtualChain, chain_from_arm
 
 SPEC = load_rig("sim-bimanual").spec
 FOLLOWER_IDS = [j.id for j in SPEC.arm("left_follower").joints]  # primaries: 1 2 4 6 7 8 9
