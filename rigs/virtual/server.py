@@ -51,6 +51,8 @@ from rigs.virtual.world import SharedWorld, WorldLayout
 
 log = logging.getLogger(__name__)
 
+SERVO_FIFO_PRIORITY = 30  # the control process asks for 20
+
 TICK_S = 0.002
 _READ_SIZE = 65536
 
@@ -470,7 +472,10 @@ def run(
     # app can still switch torque off on its way out, as it would on real hardware.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # Real servos answer in microseconds whatever the host is doing; keep the stand-in prompt.
-    raise_priority()
+    # Above the control loops (SCHED_FIFO 20): with two rigs (or two test runs) on one machine,
+    # one rig's control process must not keep another rig's servos from answering, or a busy
+    # CPU looks exactly like a silent bus. The server sleeps in select() between requests.
+    raise_priority(SERVO_FIFO_PRIORITY)
     server: ServoServer | None = None
     try:
         spec = RigSpec.model_validate(spec_data)

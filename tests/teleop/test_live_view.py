@@ -489,8 +489,13 @@ def test_stop_returns_even_when_a_subscribed_viewer_never_reads():
     publisher = LivePublisher(LiveAddress("127.0.0.1", 0), camera_fps=10).start()
     viewer: StalledViewer | None = None
     try:
-        viewer = StalledViewer(publisher.address.port)
+        # The channel exists before the viewer connects, so it is advertised on connection:
+        # a channel made while a client connects can be advertised to it before the SDK has
+        # it in that client's table (on a busy machine the subscription then finds "unknown
+        # channel").
         publisher.tap(CAMERA_TOPIC, COMPRESSED_IMAGE, 1, bytes(20_000))
+        wait_until(lambda: publisher.stats().published >= 1, "the camera channel")
+        viewer = StalledViewer(publisher.address.port)
         viewer.subscribe_until(lambda topics: CAMERA_TOPIC in topics)
         wait_until(lambda: publisher.stats().clients == 1, "the viewer's subscription")
         # 40 MB, far more than the socket buffers between us and a viewer that reads nothing;
