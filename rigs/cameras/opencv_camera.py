@@ -1,7 +1,12 @@
-"""UVC webcams (V4L2 through OpenCV) and video files standing in for them: the "opencv" driver.
+"""UVC webcams through OpenCV's V4L2 backend: the "opencv" driver, and which source it opens.
 
-**Devices** (``path`` under /dev, best a ``/dev/v4l/by-id/...`` link, or ``index`` N for
-/dev/videoN) are opened with OpenCV's V4L2 backend. MJPG is asked for first where the camera
+The rig file's ``driver = "opencv"`` opens :class:`OpenCVCamera` for a device (``path`` under
+/dev, best a ``/dev/v4l/by-id/...`` link, or ``index`` N for /dev/videoN) and
+:class:`~rigs.cameras.video_file.VideoFileCamera` for any other ``path``, a video file paced
+like a camera (:func:`open_opencv` chooses). What both share is in
+:mod:`rigs.cameras.opencv_base`.
+
+A device is opened with OpenCV's V4L2 backend. MJPG is asked for first where the camera
 offers it — it is what lets a USB 2 webcam deliver 640×480@30 and above — then the size and
 frame rate; what the driver actually agreed to is read back and compared with the rig file.
 Exposure and white balance are fixed from the spec where the camera has the controls.
@@ -22,22 +27,13 @@ capture time on the host clock and is used as is; a stamp on another clock (uvcv
 ``clock=realtime`` option, other drivers) goes through :class:`DeviceClockMapper`; a driver
 that gives none falls back to the receipt time. ``info().extra["timestamps"]`` says which.
 
-**Video files** (any other ``path``) are opened with the FFMPEG backend and delivered at the
-spec's fps on a deadline schedule on the monotonic clock, so a file behaves like a live
-camera: the frame number is the position in the file (counting on across loops), the device
-stamp is the file's own presentation time (``CAP_PROP_POS_MSEC``) offset to stay increasing
-across loops, the capture stamp is the deadline. At the end the file starts again if ``loop``
-is set; otherwise ``read()`` raises CameraError.
-
 The kernel side (mode enumeration, device names and serials, the choice of pixel format) is
 in :mod:`rigs.cameras.v4l2`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import math
 import os
 import threading
 import time
@@ -47,8 +43,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from rigs.cameras.base import Camera, CameraError, CameraInfo, Frame, Intrinsics, register_driver
-from rigs.cameras.pacing import FramePacer
+from rigs.cameras.base import Camera, CameraError, CameraInfo, Frame, register_driver
+from rigs.cameras.opencv_base import DRIVER, OpenCVSource
 from rigs.cameras.timemap import DeviceClockMapper
 from rigs.cameras.v4l2 import (
     FPS_TOLERANCE,
@@ -65,31 +61,15 @@ from rigs.cameras.v4l2 import (
     sysfs_name,
     usb_serial,
 )
+from rigs.cameras.video_file import VideoFileCamera
 from rigs.spec import Camera as CameraSpec
 
 log = logging.getLogger(__name__)
-
-# UVC cameras report no intrinsics. Until a calibration record gives real ones we assume a
-# 70° horizontal field of view with square pixels, centred, no distortion: typical of the
-# webcams labs mount (a C920 is specified at 78° diagonal, about 70° horizontal at 16:9).
-NOMINAL_HFOV_DEG = 70.0
 
 FIRST_FRAME_TIMEOUT_S = 5.0  # a UVC stream can take a second or two to start, more on a busy hub
 REOPEN_INTERVAL_S = 1.0  # how often a lost device is looked for again
 MAX_READ_FAILURES = 5  # consecutive failed reads before the device is closed and reopened
 DISCONNECT_JOIN_S = 2.0  # how long disconnect() waits for a grab stuck in the driver
-SERIAL_HEX_CHARS = 12  # a video file's "serial": this many hex digits of its sha256
-
-
-def nominal_intrinsics(width: int, height: int, hfov_deg: float = NOMINAL_HFOV_DEG) -> Intrinsics:
-    """A pinhole guess from a nominal horizontal field of view: square pixels, centred, no distortion."""
-    f = (width / 2.0) / math.tan(math.radians(hfov_deg) / 2.0)
-    return Intrinsics(width, height, f, f, (width - 1) / 2.0, (height - 1) / 2.0)
-
-
-# =============================================================================================
-# The driver
-# =============================================================================================
 
 
 @dataclass
@@ -122,43 +102,26 @@ def _open_v4l2(dev_path: str) -> Any:
     return cv2.VideoCapture(dev_path, cv2.CAP_V4L2)
 
 
-def _open_file(path: str) -> Any:
-    cap = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
-    if not cap.isOpened():
-        cap = cv2.VideoCapture(path)  # whatever other backend this build has
-    return cap
-
-
 def _is_device_path(path: str) -> bool:
     return path.startswith("/dev/")
 
 
-@register_driver("opencv")
-class OpenCVCamera(Camera):
-    """A UVC camera through OpenCV's V4L2 backend, or a video file paced like one.
+@register_driver(DRIVER)
+def open_opencv(spec: CameraSpec, **resources: object) -> Camera:
+    """The "opencv" driver: the device driver for a /dev path or an index, else a video file."""
+    if spec.path is not None and not _is_device_path(spec.path):
+        return VideoFileCamera(spec, **resources)
+    return OpenCVCamera(spec, **resources)
 
-    ``mismatch`` is None, or (with ``on_mode_mismatch = "warn"``) the one-line description of
-    how the delivered mode differs from the rig file, for the operator UI. ``frames_skipped``
-    counts frames the reader was too late for (the frame number jumped over them).
+
+class OpenCVCamera(OpenCVSource):
+    """A UVC camera through OpenCV's V4L2 backend (see the module docstring).
+
+    ``mismatch`` and ``frames_skipped``: see :class:`~rigs.cameras.opencv_base.OpenCVSource`.
     """
 
     def __init__(self, spec: CameraSpec, **_ignored: object):
-        super().__init__(spec)
-        self.mismatch: str | None = None
-        self.frames_delivered = 0
-        self.frames_skipped = 0
-        self._is_file = spec.path is not None and not _is_device_path(spec.path)
-        self._source = spec.path if spec.path is not None else f"/dev/video{spec.index}"
-        self._period_ns = round(1e9 / spec.fps)
-        self._connected = False
-        self._stop = threading.Event()
-        self._actual: tuple[int, int] = (spec.width, spec.height)
-        self._actual_fps: float = float(spec.fps)
-        self._fourcc = ""
-        self._extra: dict[str, str] = {}
-        self._serial: str | None = None
-        self._timestamps = ""
-        # device state
+        super().__init__(spec, spec.path if spec.path is not None else f"/dev/video{spec.index}")
         self._node: _DeviceNode | None = None
         self._thread: threading.Thread | None = None
         self._cond = threading.Condition()
@@ -168,43 +131,8 @@ class OpenCVCamera(Camera):
         self._grab_error: str | None = None
         self._mapper = DeviceClockMapper()
         self._stamp_source: str | None = None
-        self._last_number = -1
-        # file state
-        self._lock = threading.Lock()  # a file's VideoCapture: read() vs disconnect()
-        self._cap: Any = None
-        self._prefetched: tuple[np.ndarray, int, int] | None = None
-        self._ended = False
-        self._file_fps = 0.0
-        self._file_period_ns = self._period_ns
-        self._pass_index = 0  # position in the file of the next frame
-        self._pass_base_number = 0  # frame number of position 0 in the current pass
-        self._pass_base_ns = 0  # device stamp of position 0 in the current pass
-        self._last_pos_ns = -1
-        self._pacer = FramePacer(spec.name, spec.fps, self._stop)
 
     # -- lifecycle --------------------------------------------------------------------------
-
-    def connect(self) -> None:
-        """Open the device or file, check its mode against the spec, start delivering."""
-        if self._connected:
-            return
-        # A fresh event per connection: a grab thread of an earlier connection that is still
-        # blocked in the driver keeps its own (set) event and can never resume.
-        self._stop = threading.Event()
-        self._pacer = FramePacer(self.spec.name, self.spec.fps, self._stop)
-        self.mismatch = None
-        self.frames_delivered = 0
-        self.frames_skipped = 0
-        self._last_number = -1
-        if self._is_file:
-            self._connect_file()
-        else:
-            self._connect_device()
-        self._connected = True
-
-    @property
-    def is_connected(self) -> bool:
-        return self._connected
 
     def disconnect(self) -> None:
         """Close; a ``read()`` waiting in another thread wakes and raises CameraError."""
@@ -223,56 +151,10 @@ class OpenCVCamera(Camera):
                     "when it returns",
                     self.name,
                 )
-        with self._lock:
-            if self._cap is not None:
-                self._cap.release()
-                self._cap = None
-            self._prefetched = None
-
-    # -- frames -----------------------------------------------------------------------------
-
-    def read(self, timeout_s: float = 1.0) -> Frame:
-        """The next frame; CameraError after ``timeout_s`` without one, or once disconnected."""
-        if not self._connected:
-            raise CameraError(f"camera {self.name!r} is not connected; call connect() first")
-        frame = self._read_file(timeout_s) if self._is_file else self._read_device(timeout_s)
-        if self._last_number >= 0 and frame.frame_number > self._last_number + 1:
-            self.frames_skipped += frame.frame_number - self._last_number - 1
-        self._last_number = frame.frame_number
-        self.frames_delivered += 1
-        return frame
-
-    def _raise_if_stopped(self) -> None:
-        if self._stop.is_set():
-            raise CameraError(f"camera {self.name!r} was disconnected")
 
     # -- description ------------------------------------------------------------------------
 
-    def intrinsics(self) -> Intrinsics:
-        """A pinhole guess from a nominal 70° horizontal field of view at the delivered size.
-
-        UVC cameras report no intrinsics; calibration records replace this guess.
-        """
-        w, h = self._actual
-        return nominal_intrinsics(w, h)
-
-    def info(self) -> CameraInfo:
-        """Driver, model, serial and how frames are timestamped, for provenance."""
-        w, h = self._actual
-        extra = {
-            "source": self._source,
-            "width": str(w),
-            "height": str(h),
-            "fps": f"{self._actual_fps:g}",
-            "fourcc": self._fourcc,
-            "timestamps": self._timestamps,
-            "intrinsics": f"nominal guess, {NOMINAL_HFOV_DEG:g} deg horizontal field of view",
-            **self._extra,
-        }
-        if self.mismatch:
-            extra["mismatch"] = self.mismatch
-        if self._is_file:
-            return CameraInfo("opencv", "video file", self._file_serial(), "", extra)
+    def _info(self, extra: dict[str, str]) -> CameraInfo:
         node = self._node
         model = ""
         serial = ""
@@ -286,31 +168,9 @@ class OpenCVCamera(Camera):
                 extra["v4l2_driver"] = node.driver
             if node.bus_info:
                 extra["bus_info"] = node.bus_info
-        return CameraInfo("opencv", model or "UVC camera", serial, "", extra)
+        return CameraInfo(DRIVER, model or "UVC camera", serial, "", extra)
 
-    def _file_serial(self) -> str:
-        if self._serial is None:
-            digest = hashlib.sha256()
-            try:
-                with open(self._source, "rb") as f:
-                    for chunk in iter(lambda: f.read(1 << 20), b""):
-                        digest.update(chunk)
-                self._serial = digest.hexdigest()[:SERIAL_HEX_CHARS]
-            except OSError:
-                return ""
-        return self._serial
-
-    def _mode_problem(self, actual: str, requested: str, what_to_change: str) -> None:
-        """Apply the spec's on_mode_mismatch policy to a mode that differs from the request."""
-        message = f"camera {self.name!r}: {actual}, the rig asks for {requested}; {what_to_change}"
-        if self.spec.on_mode_mismatch == "error":
-            raise CameraError(message + ', or set on_mode_mismatch = "warn"')
-        log.warning("%s", message)
-        self.mismatch = message
-
-    # =========================================================================================
-    # Devices
-    # =========================================================================================
+    # -- opening ----------------------------------------------------------------------------
 
     def _probe_device(self) -> _DeviceNode:
         """Resolve the spec's path or index to a V4L2 capture node and list its modes."""
@@ -439,7 +299,7 @@ class OpenCVCamera(Camera):
             put("white_balance_k", cv2.CAP_PROP_WB_TEMPERATURE, spec.white_balance_k)
         return "; ".join(done)
 
-    def _connect_device(self) -> None:
+    def _open(self) -> None:
         cap = self._open_device()
         self._mapper = DeviceClockMapper()
         self._stamp_source = None
@@ -585,7 +445,9 @@ class OpenCVCamera(Camera):
             self._grab_error = None
             self._cond.notify_all()
 
-    def _read_device(self, timeout_s: float) -> Frame:
+    # -- frames -----------------------------------------------------------------------------
+
+    def _next_frame(self, timeout_s: float) -> Frame:
         deadline = time.monotonic() + timeout_s
         with self._cond:
             while self._grabbed == self._taken:
@@ -609,132 +471,5 @@ class OpenCVCamera(Camera):
             device_stamp_ns=grabbed.device_ns,
         )
 
-    # =========================================================================================
-    # Video files
-    # =========================================================================================
 
-    def _connect_file(self) -> None:
-        path = self._source
-        if not os.path.isfile(path):
-            raise CameraError(
-                f"camera {self.name!r}: video file {path} does not exist"
-                + ("" if os.path.isabs(path) else f" (relative to {os.getcwd()})")
-            )
-        cap = _open_file(path)
-        if not cap.isOpened():
-            cap.release()
-            raise CameraError(f"camera {self.name!r}: cannot open {path} as a video file")
-        self._cap = cap
-        self._fourcc = fourcc_to_str(round(cap.get(cv2.CAP_PROP_FOURCC)))
-        self._file_fps = float(cap.get(cv2.CAP_PROP_FPS))
-        self._file_period_ns = (
-            round(1e9 / self._file_fps) if self._file_fps > 0 else self._period_ns
-        )
-        self._pass_index = self._pass_base_number = self._pass_base_ns = 0
-        self._last_pos_ns = -1
-        self._ended = False
-        try:
-            # Decode the first frame now: a file OpenCV opens but cannot decode, and the true
-            # frame size, are known before recording starts.
-            self._prefetched = self._file_advance(decode=True)
-        except CameraError:
-            self.disconnect()
-            raise CameraError(
-                f"camera {self.name!r}: {path} has no frame OpenCV can decode"
-            ) from None
-        h, w = self._prefetched[0].shape[:2]
-        self._actual = (w, h)
-        self._actual_fps = float(self.spec.fps)
-        self._timestamps = (
-            "device stamp = file presentation time (offset per loop); "
-            "capture stamp = paced delivery deadline"
-        )
-        frame_count = round(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-        self._extra = {
-            "file_fps": f"{self._file_fps:g}",
-            "file_frames": str(frame_count),
-            "loop": str(self.spec.loop).lower(),
-            "backend": str(cap.getBackendName()),
-        }
-        if (w, h) != (self.spec.width, self.spec.height):
-            try:
-                self._mode_problem(
-                    f"{path} is {w}x{h}",
-                    f"{self.spec.width}x{self.spec.height}",
-                    f"set width = {w}, height = {h} in the rig file",
-                )
-            except CameraError:
-                self.disconnect()
-                raise
-        self._pacer.start(time.monotonic_ns())
-        log.info(
-            "camera %s: video file %s (%dx%d, %g fps in the file) delivered at %d fps%s",
-            self.name,
-            path,
-            w,
-            h,
-            self._file_fps,
-            self.spec.fps,
-            ", looping" if self.spec.loop else "",
-        )
-
-    def _file_ended_error(self) -> CameraError:
-        return CameraError(
-            f"camera {self.name!r}: video file ended ({self._source}, {self._pass_index} "
-            "frames); set loop = true to replay it"
-        )
-
-    def _file_advance(self, decode: bool) -> tuple[np.ndarray, int, int]:
-        """Step to the next frame of the file: (image or an empty array, frame number, stamp)."""
-        cap = self._cap
-        ok, color = cap.read() if decode else (cap.grab(), None)
-        if not ok:
-            if self._pass_index == 0 or not self.spec.loop:
-                self._ended = True
-                raise self._file_ended_error()
-            # Start again; numbers and stamps go on from where this pass ended.
-            self._pass_base_number += self._pass_index
-            self._pass_base_ns += self._last_pos_ns + self._file_period_ns
-            self._pass_index = 0
-            self._last_pos_ns = -1
-            if not cap.set(cv2.CAP_PROP_POS_FRAMES, 0):
-                cap.release()
-                cap = self._cap = _open_file(self._source)
-            ok, color = cap.read() if decode else (cap.grab(), None)
-            if not ok:
-                self._ended = True
-                raise CameraError(f"camera {self.name!r}: cannot restart {self._source}")
-        pos_ns = round(float(cap.get(cv2.CAP_PROP_POS_MSEC)) * 1e6)
-        if pos_ns <= self._last_pos_ns:
-            # A container without usable timestamps: keep the stamps increasing at the
-            # file's nominal rate.
-            pos_ns = self._last_pos_ns + self._file_period_ns
-        self._last_pos_ns = pos_ns
-        number = self._pass_base_number + self._pass_index
-        self._pass_index += 1
-        empty = np.empty((0, 0, 3), np.uint8)
-        return (color if color is not None else empty), number, self._pass_base_ns + pos_ns
-
-    def _read_file(self, timeout_s: float) -> Frame:
-        if self._ended:
-            raise self._file_ended_error()
-        deadline, missed = self._pacer.wait(timeout_s)
-        steps = 1 + missed  # a live camera would have streamed past the missed frames
-        with self._lock:
-            self._raise_if_stopped()
-            if self._prefetched is not None:
-                color, number, device_ns = self._prefetched
-                self._prefetched = None
-                steps -= 1
-            for i in range(steps):
-                color, number, device_ns = self._file_advance(decode=i == steps - 1)
-        return Frame(
-            color=color,
-            frame_number=number,
-            receipt_stamp_ns=time.monotonic_ns(),
-            capture_stamp_ns=deadline,
-            device_stamp_ns=device_ns,
-        )
-
-
-__all__ = ["NOMINAL_HFOV_DEG", "OpenCVCamera", "nominal_intrinsics"]
+__all__ = ["OpenCVCamera", "open_opencv"]

@@ -18,6 +18,7 @@ from rigs.cameras import opencv_camera as oc
 from rigs.cameras import v4l2
 from rigs.cameras.base import CameraError, driver_for
 from rigs.cameras.opencv_camera import OpenCVCamera
+from rigs.cameras.video_file import VideoFileCamera
 from rigs.spec import Camera as CameraSpec
 
 W, H = 160, 120
@@ -74,20 +75,29 @@ def increasing(values) -> bool:
     return all(b > a for a, b in zip(values, values[1:], strict=False))
 
 
-def test_registered_under_its_rig_file_name():
-    assert driver_for("opencv") is OpenCVCamera
+def test_registered_under_its_rig_file_name_choosing_device_or_file():
+    opencv = driver_for("opencv")
+    assert opencv is oc.open_opencv
+    assert type(opencv(spec(path="/srv/clips/clip.avi"))) is VideoFileCamera
+    assert type(opencv(spec(path="clip.mp4"))) is VideoFileCamera  # relative: a file, too
+    assert type(opencv(spec(path="/dev/v4l/by-id/usb-Cam-video-index0"))) is OpenCVCamera
+    assert type(opencv(spec(index=0))) is OpenCVCamera
 
 
 def test_extra_runtime_resources_are_accepted_and_ignored(video):
-    cam = OpenCVCamera(spec(path=video), rig=object(), world=object())
-    assert not cam.is_connected
+    for cam in (
+        driver_for("opencv")(spec(path=video), rig=object(), world=object()),
+        VideoFileCamera(spec(path=video), rig=object(), world=object()),
+        OpenCVCamera(spec(index=0), rig=object(), world=object()),
+    ):
+        assert not cam.is_connected
 
 
 # -- video files --------------------------------------------------------------------------------
 
 
 def test_file_frames_arrive_in_order_then_the_end_is_an_error(video):
-    cam = OpenCVCamera(spec(path=video, fps=60))
+    cam = VideoFileCamera(spec(path=video, fps=60))
     frames = []
     with cam:
         with pytest.raises(CameraError, match=r"camera 'bench': video file ended"):
@@ -112,7 +122,7 @@ def test_file_frames_arrive_in_order_then_the_end_is_an_error(video):
 
 def test_file_is_paced_at_the_spec_fps_not_the_files(tmp_path):
     path = write_video(tmp_path / "clip.avi", "MJPG", 10, fps=10)
-    cam = OpenCVCamera(spec(path=path, fps=30, loop=True))
+    cam = VideoFileCamera(spec(path=path, fps=30, loop=True))
     with cam:
         t0 = time.monotonic_ns()
         frames = [cam.read(timeout_s=5.0) for _ in range(30)]
@@ -133,7 +143,7 @@ def test_file_is_paced_at_the_spec_fps_not_the_files(tmp_path):
 
 
 def test_loop_continues_past_the_end_with_monotonic_numbers_and_stamps(video):
-    cam = OpenCVCamera(spec(path=video, fps=120, loop=True))
+    cam = VideoFileCamera(spec(path=video, fps=120, loop=True))
     with cam:
         frames = [cam.read(timeout_s=1.0) for _ in range(30)]
     numbers = [f.frame_number for f in frames]
@@ -147,7 +157,7 @@ def test_loop_continues_past_the_end_with_monotonic_numbers_and_stamps(video):
 
 
 def test_file_size_mismatch_is_an_error_naming_requested_and_actual(video):
-    cam = OpenCVCamera(spec(path=video, width=320, height=240))
+    cam = VideoFileCamera(spec(path=video, width=320, height=240))
     with pytest.raises(CameraError) as err:
         cam.connect()
     msg = str(err.value)
@@ -157,7 +167,7 @@ def test_file_size_mismatch_is_an_error_naming_requested_and_actual(video):
 
 
 def test_file_size_mismatch_in_warn_mode_is_reported_not_fatal(video, caplog):
-    cam = OpenCVCamera(spec(path=video, width=320, height=240, on_mode_mismatch="warn"))
+    cam = VideoFileCamera(spec(path=video, width=320, height=240, on_mode_mismatch="warn"))
     with cam:
         frame = cam.read(timeout_s=1.0)
         assert cam.mismatch is not None
@@ -171,18 +181,18 @@ def test_file_size_mismatch_in_warn_mode_is_reported_not_fatal(video, caplog):
 def test_missing_file_is_a_clear_error(tmp_path):
     missing = tmp_path / "nope.mp4"
     with pytest.raises(CameraError, match=r"camera 'bench': video file .*nope\.mp4 does not exist"):
-        OpenCVCamera(spec(path=str(missing))).connect()
+        driver_for("opencv")(spec(path=str(missing))).connect()
 
 
 def test_undecodable_file_is_a_clear_error(tmp_path):
     junk = tmp_path / "junk.avi"
     junk.write_bytes(b"not a video at all" * 100)
     with pytest.raises(CameraError, match="junk.avi"):
-        OpenCVCamera(spec(path=str(junk))).connect()
+        VideoFileCamera(spec(path=str(junk))).connect()
 
 
 def test_read_before_connect_and_after_disconnect_is_an_error(video):
-    cam = OpenCVCamera(spec(path=video))
+    cam = VideoFileCamera(spec(path=video))
     with pytest.raises(CameraError, match="not connected"):
         cam.read()
     cam.connect()
@@ -195,7 +205,7 @@ def test_read_before_connect_and_after_disconnect_is_an_error(video):
 
 
 def test_disconnect_wakes_a_reader_waiting_for_the_next_frame(video):
-    cam = OpenCVCamera(spec(path=video, fps=1))  # the first frame is due in 1 s
+    cam = VideoFileCamera(spec(path=video, fps=1))  # the first frame is due in 1 s
     cam.connect()
     result: list[BaseException | None] = []
 
@@ -217,14 +227,14 @@ def test_disconnect_wakes_a_reader_waiting_for_the_next_frame(video):
 
 def test_short_timeout_before_the_next_frame_is_an_error(video):
     with (
-        OpenCVCamera(spec(path=video, fps=2)) as cam,
+        VideoFileCamera(spec(path=video, fps=2)) as cam,
         pytest.raises(CameraError, match="no frame within"),
     ):
         cam.read(timeout_s=0.05)
 
 
 def test_file_info_and_intrinsics(video):
-    with OpenCVCamera(spec(path=video)) as cam:
+    with VideoFileCamera(spec(path=video)) as cam:
         info = cam.info()
         intr = cam.intrinsics()
     with open(video, "rb") as f:
@@ -244,7 +254,7 @@ def test_file_info_and_intrinsics(video):
 def test_missing_device_path_names_it_and_says_how_to_find_cameras():
     path = "/dev/v4l/by-id/usb-No_Such_Camera_0000-video-index0"
     with pytest.raises(CameraError) as err:
-        OpenCVCamera(spec(path=path)).connect()
+        driver_for("opencv")(spec(path=path)).connect()
     msg = str(err.value)
     assert path in msg and "ls /dev/v4l/by-id" in msg and "teleop cameras" in msg
 
