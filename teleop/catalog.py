@@ -26,9 +26,10 @@ from typing import Any
 
 from teleop.episode.reader import EpisodeReadError, summarize
 from teleop.episode.verify import verify_episode
-from teleop.errors import TeleopError
+from teleop.errors import DataRootError, TeleopError
 from teleop.labels import LABELS_FILE, episode_key, read_labels
-from teleop.session import SESSION_FILE
+from teleop.session import SESSION_FILE, read_manifest
+from teleop.session_manifest import EpisodeEntry, SessionManifest
 
 log = logging.getLogger(__name__)
 
@@ -248,27 +249,23 @@ def _index_session(conn: sqlite3.Connection, session_dir: Path, stamp: str) -> N
     session = session_dir.name
     manifest_path = session_dir / SESSION_FILE
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        entries = list(manifest["episodes"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        conn.execute(
-            "INSERT INTO problems VALUES(?, ?)",
-            (session, f"{manifest_path}: unreadable session manifest ({exc}); session skipped"),
-        )
+        manifest = read_manifest(manifest_path)
+    except DataRootError as exc:
+        conn.execute("INSERT INTO problems VALUES(?, ?)", (session, f"{exc}; session skipped"))
         conn.execute("INSERT INTO sessions(session, stamp) VALUES(?, ?)", (session, stamp))
         return
     conn.execute(
         "INSERT INTO sessions VALUES(?,?,?,?,?,?,?,?,?,?)",
         (
             session,
-            manifest.get("operator"),
-            manifest.get("task"),
-            manifest.get("rig_id"),
-            manifest.get("host"),
-            manifest.get("software_version"),
-            manifest.get("started_utc"),
-            manifest.get("closed_utc"),
-            len(entries),
+            manifest.operator,
+            manifest.task,
+            manifest.rig_id,
+            manifest.host,
+            manifest.software_version,
+            manifest.started_utc,
+            manifest.closed_utc,
+            len(manifest.episodes),
             stamp,
         ),
     )
@@ -297,16 +294,16 @@ def _index_session(conn: sqlite3.Connection, session_dir: Path, stamp: str) -> N
                 e.previous_label,
             ),
         )
-    for entry in entries:
-        if entry.get("status") not in _INCLUDED_STATUSES:
+    for entry in manifest.episodes:
+        if entry.status not in _INCLUDED_STATUSES:
             continue
-        path = session_dir / str(entry.get("file", ""))
+        path = session_dir / entry.file
         if not path.is_file():
             conn.execute(
                 "INSERT INTO problems VALUES(?, ?)",
                 (
                     session,
-                    f"{session}/{path.name}: listed in {SESSION_FILE} as {entry.get('status')} "
+                    f"{session}/{path.name}: listed in {SESSION_FILE} as {entry.status} "
                     "but the file is missing; restore it from a bundle or backup",
                 ),
             )
@@ -336,17 +333,16 @@ def _index_session(conn: sqlite3.Connection, session_dir: Path, stamp: str) -> N
 
 
 def _episode_row(
-    session: str, manifest: dict[str, Any], entry: dict[str, Any], path: Path, events: list[Any]
+    session: str, manifest: SessionManifest, entry: EpisodeEntry, path: Path, events: list[Any]
 ) -> dict[str, Any]:
-    quality = entry.get("quality") or {}
-    flags = [str(f) for f in quality.get("flags", [])]
+    flags = entry.flags
     provenance: dict[str, str] = {}
     read_error = None
     try:
         summary = summarize(path)
         provenance = summary.metadata.get("provenance", {})
         qmeta = summary.metadata.get("quality", {})
-        if not entry.get("quality") and qmeta.get("flags"):
+        if entry.quality is None and qmeta.get("flags"):
             # session.json has no quality for this episode (e.g. recovered): the file's own
             with contextlib.suppress(ValueError, TypeError):
                 flags = [str(f) for f in json.loads(qmeta["flags"])]
@@ -359,11 +355,11 @@ def _episode_row(
             )
     except EpisodeReadError as exc:
         read_error = str(exc)
-        duration_s = entry.get("duration_s")
-    index = int(entry.get("index", 0))
-    start_utc = provenance.get("start_utc") or entry.get("start_utc") or ""
+        duration_s = entry.duration_s
+    index = entry.index
+    start_utc = provenance.get("start_utc") or entry.start_utc or ""
     calibration = provenance.get("calibration", "")
-    rig = provenance.get("rig_id") or manifest.get("rig_id")
+    rig = provenance.get("rig_id") or manifest.rig_id
     latest = events[-1] if events else None
     by_reviewer = {e.reviewer: e.label for e in events}
     return {
@@ -371,28 +367,28 @@ def _episode_row(
         "session": session,
         "file": path.name,
         "episode_index": index,
-        "status": entry.get("status"),
-        "operator": provenance.get("operator") or manifest.get("operator"),
-        "task": provenance.get("task") or manifest.get("task"),
-        "task_id": provenance.get("task") or manifest.get("task"),
+        "status": entry.status,
+        "operator": provenance.get("operator") or manifest.operator,
+        "task": provenance.get("task") or manifest.task,
+        "task_id": provenance.get("task") or manifest.task,
         "rig": rig,
         "rig_id": rig,
         "embodiment": provenance.get("embodiment") or rig,
-        "rig_sha256": provenance.get("rig_sha256") or manifest.get("rig_sha256"),
+        "rig_sha256": provenance.get("rig_sha256") or manifest.rig_sha256,
         "start_utc": start_utc,
         "date": start_utc[:10],
         "duration_s": duration_s,
         "bytes": path.stat().st_size,
-        "sha256": entry.get("sha256"),
-        "rate_hz": quality.get("achieved_rate_hz"),
+        "sha256": entry.sha256,
+        "rate_hz": entry.quality.achieved_rate_hz if entry.quality else None,
         "flags": "; ".join(flags),
         "flag_count": len(flags),
         "flagged": int(bool(flags)),
         "calibrated": int(bool(calibration) and not calibration.startswith("none")),
         "calibration": calibration,
-        "software_version": provenance.get("software_version") or manifest.get("software_version"),
+        "software_version": provenance.get("software_version") or manifest.software_version,
         "git_revision": provenance.get("git_revision"),
-        "host": provenance.get("host") or manifest.get("host"),
+        "host": provenance.get("host") or manifest.host,
         "readable": int(read_error is None),
         "read_error": read_error,
         "label": latest.label if latest else None,

@@ -26,7 +26,6 @@ import numpy as np
 
 from calibration import checks
 from calibration.checks import Problem
-from calibration.mapping import mappings_for
 from calibration.records import CalibrationError, utc_now
 from calibration.store import CalibrationStore, StoredRecord
 from rigs.cameras.base import Camera
@@ -35,6 +34,7 @@ from rigs.spec import LoadedRig, RigSpec, RigSpecError, load_rig
 from rigs.virtual.launcher import VirtualRigError
 from teleop.recording.disk import hours_left, recording_rate_bytes_s
 from teleop.recording.policy import DEFAULT_POLICY, RecordingPolicy
+from teleop.recording.preflight import evaluate
 from teleop.rig_runtime import open_camera, open_rig_ports
 from teleop.session import resolve_data_root
 
@@ -70,6 +70,10 @@ class CheckResult:
         limit = f" (limit {self.threshold})" if self.threshold else ""
         fix = f"; {self.fix}" if self.fix else ""
         return f"{self.status} {self.check} {self.where}: {self.measured}{limit}{fix}"
+
+
+_NOT_RECORD_CHECKS = frozenset({"calibration mapping", "follower wrap", "pose delta"})
+"""Problems of the evaluation that are not about a record itself (its row stays OK)."""
 
 
 def _ok(check: str, subject: str, measured: str, joint: str | None = None) -> CheckResult:
@@ -217,14 +221,19 @@ def run_checks(
         results.append(CheckResult(Status.FAIL, "calibration records", spec.id, measured=str(exc)))
         return results
     now = now or utc_now()
-    problems = checks.missing_records(spec, active, cameras_required=camera_records_required)
-    mismatches = checks.record_mismatches(
-        spec, active, motors=motors, camera_serials=serials, camera_intrinsics=intrinsics
+    pre = evaluate(
+        spec,
+        active,
+        motors=motors,
+        positions=read_positions,
+        policy=policy,
+        camera_serials=serials,
+        camera_intrinsics=intrinsics,
+        cameras_required=camera_records_required,
+        now=now,
     )
-    stale = checks.stale_records(active, now=now, max_age_days=policy.max_calibration_age_days)
-    problems += mismatches + stale
-    results += [CheckResult.from_problem(p) for p in problems]
-    flagged = {p.subject for p in problems}
+    results += [CheckResult.from_problem(p) for p in pre.problems]
+    flagged = {p.subject for p in pre.problems if p.check not in _NOT_RECORD_CHECKS}
     for target, r in active.items():
         if target not in flagged:
             age = (now - r.record.created).total_seconds() / 86400.0
@@ -235,24 +244,14 @@ def run_checks(
                     f"{r.id} by {r.record.operator}, {age:.1f} days old",
                 )
             )
-
-    arm_names = {a.name for a in spec.arms}
-    arm_failures = [p for p in problems if p.severity == "fail" and p.subject in arm_names]
-    if arm_failures:
+    mappings = pre.mappings
+    if mappings is None:
         return results
-    try:
-        mappings = mappings_for(spec, active)
-    except CalibrationError as exc:
-        results.append(CheckResult(Status.FAIL, "calibration mapping", spec.id, measured=str(exc)))
-        return results
-    wraps = checks.follower_wraps(spec, mappings)
-    results += [CheckResult.from_problem(p) for p in wraps]
     threshold_rad = policy.max_pose_delta_rad
-    deltas = checks.pose_deltas(spec, mappings, read_positions, threshold_rad=threshold_rad)
-    results += [CheckResult.from_problem(p) for p in deltas]
+    measured = {p.subject for p in pre.problems if p.check == "pose delta"}
     for follower in spec.followers:
         m = mappings[follower.name]
-        if any(p.subject == follower.name for p in deltas):
+        if follower.name in measured:
             continue
         if m.leader in read_positions and follower.name in read_positions:
             goal = m.map(read_positions[m.leader])

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import re
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,8 @@ from rigs.durable import fsync_dir, write_json_atomic
 from teleop import __version__
 from teleop.episode.verify import file_sha256
 from teleop.errors import DataRootError
+from teleop.recording.quality import Quality
+from teleop.session_manifest import EpisodeEntry, EpisodeStatus, SessionManifest
 
 DATA_DIR_ENV = "TELEOP_DATA_DIR"
 SESSION_FILE = "session.json"
@@ -89,15 +90,15 @@ class Session:
     """One operator's sitting at one rig for one task."""
 
     root: Path
-    manifest: dict[str, Any] = field(default_factory=dict)
+    manifest: SessionManifest
 
     @property
     def id(self) -> str:
-        return str(self.manifest["session_id"])
+        return self.manifest.session_id
 
     @property
-    def episodes(self) -> list[dict[str, Any]]:
-        return self.manifest["episodes"]
+    def episodes(self) -> list[EpisodeEntry]:
+        return self.manifest.episodes
 
     @classmethod
     def create(
@@ -131,50 +132,40 @@ class Session:
         root = data_root / session_id
         root.mkdir()
         _make_reserve(root / RESERVE_FILE)
-        manifest: dict[str, Any] = {
-            "format": "teleop-session/1",
-            "session_id": session_id,
-            "operator": operator,
-            "task": task,
-            "rig_id": rig_id,
-            "rig_sha256": rig_sha256,
-            "host": socket.gethostname(),
-            "software_version": __version__,
-            "started_utc": started_utc,
-            "closed_utc": None,
-            "episodes": [],
-        }
+        manifest = SessionManifest(
+            session_id=session_id,
+            operator=operator,
+            task=task,
+            rig_id=rig_id,
+            rig_sha256=rig_sha256,
+            host=socket.gethostname(),
+            software_version=__version__,
+            started_utc=started_utc,
+        )
         session = cls(root, manifest)
         session.save()
         return session
 
     def save(self) -> None:
         """Write the manifest; on a full disk, release the session's reserve and try again."""
+        data = self.manifest.to_json()
         try:
-            write_json_atomic(self.root / SESSION_FILE, self.manifest)
+            write_json_atomic(self.root / SESSION_FILE, data)
         except OSError as exc:
             reserve = self.root / RESERVE_FILE
             if exc.errno != errno.ENOSPC or not reserve.exists():
                 raise
             reserve.unlink()
-            write_json_atomic(self.root / SESSION_FILE, self.manifest)
+            write_json_atomic(self.root / SESSION_FILE, data)
 
     @classmethod
     def open(cls, root: Path) -> Session:
         """Reopen an existing session (to resume recording after a restart)."""
         path = root / SESSION_FILE
-        try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise DataRootError(f"{root}: not a session folder (no {SESSION_FILE})") from None
-        except (OSError, ValueError) as exc:
-            raise DataRootError(f"{path}: unreadable session manifest ({exc})") from None
-        if manifest.get("format") != "teleop-session/1":
-            raise DataRootError(f"{path}: not a teleop session manifest")
-        return cls(root, manifest)
+        return cls(root, read_manifest(path))
 
     def _used_numbers(self) -> set[int]:
-        used = {int(e["index"]) for e in self.episodes}
+        used = {e.index for e in self.episodes}
         for folder in (self.root, self.root / DISCARDED_DIR):
             for f in folder.glob("episode_*.mcap*"):
                 m = _EPISODE_NAME.match(f.name)
@@ -191,36 +182,39 @@ class Session:
         index = max(self._used_numbers(), default=0) + 1
         return index, self.root / f"episode_{index:04d}.mcap"
 
-    def entry(self, index: int) -> dict[str, Any]:
+    def entry(self, index: int) -> EpisodeEntry:
         for e in self.episodes:
-            if e["index"] == index:
+            if e.index == index:
                 return e
         raise KeyError(index)
 
-    def add_episode(self, entry: dict[str, Any]) -> None:
+    def add_episode(self, entry: EpisodeEntry) -> None:
         self.episodes.append(entry)
         self.save()
 
-    def set_status(self, index: int, status: str, **fields: Any) -> None:
-        self.entry(index).update(status=status, **fields)
+    def set_status(self, index: int, status: EpisodeStatus, **fields: Any) -> None:
+        """Set an episode's status (and other fields of its entry, validated) and save."""
+        entry = self.entry(index)
+        for name, value in {"status": status, **fields}.items():
+            setattr(entry, name, value)
         self.save()
 
     def discard(self, index: int) -> Path:
         """Move an episode's file aside into ``discarded/`` (deleted when the session closes)."""
         e = self.entry(index)
-        src = self.root / e["file"]
+        src = self.root / e.file
         dst_dir = self.root / DISCARDED_DIR
         dst_dir.mkdir(exist_ok=True)
-        dst = dst_dir / e["file"]
+        dst = dst_dir / e.file
         if src.exists():
             os.replace(src, dst)
             fsync_dir(self.root)
-        self.set_status(index, "discarded", file=f"{DISCARDED_DIR}/{e['file']}")
+        self.set_status(index, "discarded", file=f"{DISCARDED_DIR}/{e.file}")
         return dst
 
     def unfinished(self) -> list[Path]:
         """Episode files a crash left behind (``*.mcap.partial``) not yet recovered."""
-        recovered = {e.get("recovered_from") for e in self.episodes}
+        recovered = {e.recovered_from for e in self.episodes}
         return sorted(
             p for p in self.root.glob("episode_*.mcap.partial") if p.name not in recovered
         )
@@ -234,21 +228,18 @@ class Session:
         if m is None or Path(output).parent.resolve() != self.root.resolve():
             return
         index = int(m.group(1))
-        entry = {
-            "index": index,
+        fields: dict[str, Any] = {
             "file": Path(output).name,
-            "status": "recovered",
             "recovered_from": Path(source).name,
             "duration_s": round(duration_s, 3),
             "bytes": Path(output).stat().st_size,
             "sha256": file_sha256(Path(output)),
-            "quality": {"flags": [f"recovered: the recording ended abnormally ({stopped_at})"]},
+            "quality": Quality(flags=[f"recovered: the recording ended abnormally ({stopped_at})"]),
         }
         try:
-            self.entry(index).update(entry)
-            self.save()
+            self.set_status(index, "recovered", **fields)
         except KeyError:
-            self.add_episode(entry)
+            self.add_episode(EpisodeEntry(index=index, status="recovered", **fields))
 
     def register_repaired(self, source: Path, output: Path) -> bool:
         """List ``output`` (``teleop repair``'s copy of ``source``) as the episode's file, in
@@ -257,11 +248,11 @@ class Session:
         if Path(output).parent.resolve() != self.root.resolve():
             return False
         for e in self.episodes:
-            if e.get("file") == Path(source).name:
-                e["file"] = Path(output).name
-                e["repaired_from"] = Path(source).name
-                e["bytes"] = Path(output).stat().st_size
-                e["sha256"] = file_sha256(Path(output))
+            if e.file == Path(source).name:
+                e.file = Path(output).name
+                e.repaired_from = Path(source).name
+                e.bytes = Path(output).stat().st_size
+                e.sha256 = file_sha256(Path(output))
                 self.save()
                 return True
         return False
@@ -269,16 +260,31 @@ class Session:
     def close(self, closed_utc: str) -> None:
         """Mark the session closed; discarded episodes are deleted now, as promised."""
         for e in self.episodes:
-            if e.get("status") == "discarded":
-                f = self.root / e["file"]
+            if e.status == "discarded":
+                f = self.root / e.file
                 if f.exists():
                     f.unlink()
-                e["deleted_at_close"] = True
+                e.deleted_at_close = True
         with contextlib.suppress(OSError):
             (self.root / DISCARDED_DIR).rmdir()
-        self.manifest["closed_utc"] = closed_utc
+        self.manifest.closed_utc = closed_utc
         self.save()
         (self.root / RESERVE_FILE).unlink(missing_ok=True)
+
+
+def read_manifest(path: Path) -> SessionManifest:
+    """A session.json file's manifest.
+
+    Raises:
+        DataRootError: no such file (not a session folder), unreadable or not a manifest.
+    """
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        raise DataRootError(f"{path.parent}: not a session folder (no {SESSION_FILE})") from None
+    except OSError as exc:
+        raise DataRootError(f"{path}: unreadable session manifest ({exc.strerror})") from None
+    return SessionManifest.parse(text, str(path))
 
 
 def session_of(path: Path) -> Session | None:

@@ -164,7 +164,7 @@ class MainWindow(QMainWindow):
             self.last_closed = session
             self.stack.setCurrentWidget(self.signin)
             if session is not None:
-                kept = sum(e.get("status") == "kept" for e in session.episodes)
+                kept = sum(e.status == "kept" for e in session.episodes)
                 self.signin.notice.setText(
                     f"Session {session.id} closed: {kept} episode{'s' * (kept != 1)} kept."
                 )

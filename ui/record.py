@@ -14,29 +14,28 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QImage, QKeySequence, QPixmap, QShortcut
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QApplication,
     QCheckBox,
-    QFrame,
     QGridLayout,
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
 
 from teleop.recording.lifecycle import RunnerState, RunnerStatus
 from teleop.user_errors import describe
+from ui.camera_tile import CameraTile
+from ui.health_bar import HealthBar
 from ui.keys import Keymap
+from ui.live_plot import HISTORY_S, ArmPlot
 from ui.squeeze import SqueezeDetector, leader_grippers
 from ui.station import Station, advice
 from ui.style import (
@@ -56,111 +55,6 @@ TICK_MS = 50  # 20 Hz: previews at >= 15 fps with headroom, cheap on a 2-core ma
 # largest cost of the screen (measured: most of the GUI's CPU at 10 Hz with autorange).
 PLOT_EVERY = 4
 HOUSEKEEPING_S = 0.5  # engine-thread poll (fault / disk) and free-space reading
-HISTORY_S = 10.0
-PREVIEW_W, PREVIEW_H = 400, 300
-
-
-def frame_to_pixmap(color: np.ndarray, width: int, height: int) -> QPixmap:
-    """A BGR uint8 frame scaled (fast, aspect kept) into ``width`` x ``height``."""
-    h, w = color.shape[:2]
-    if not color.flags["C_CONTIGUOUS"]:
-        color = np.ascontiguousarray(color)
-    image = QImage(color.data, w, h, color.strides[0], QImage.Format.Format_BGR888)
-    # scaled() copies, so the frame's buffer is not referenced after this returns.
-    scaled = image.scaled(
-        width,
-        height,
-        Qt.AspectRatioMode.KeepAspectRatio,
-        Qt.TransformationMode.FastTransformation,
-    )
-    return QPixmap.fromImage(scaled)
-
-
-class CameraTile(QFrame):
-    """One camera's live preview with its name and the fps the preview sees."""
-
-    def __init__(self, name: str, parent: QWidget | None = None):
-        super().__init__(parent)
-        self.name = name
-        self.setFrameShape(QFrame.Shape.StyledPanel)
-        self.title = QLabel(name)
-        self.title.setStyleSheet("font-weight: bold;")
-        self.image = QLabel("waiting for frames…")
-        self.image.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.image.setMinimumSize(PREVIEW_W // 2, PREVIEW_H // 2)
-        self.image.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
-        self.image.setStyleSheet("background: #202020; color: #bbbbbb;")
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(4, 4, 4, 4)
-        layout.addWidget(self.title)
-        layout.addWidget(self.image, 1)
-        self.last_number: int | None = None
-        self.shown = 0  # frames put on screen, for the preview-rate test
-
-    def show_frame(self, color: np.ndarray, frame_number: int) -> None:
-        if frame_number == self.last_number:
-            return  # nothing new since the last tick: skip the conversion
-        self.last_number = frame_number
-        size = self.image.size()
-        self.image.setPixmap(frame_to_pixmap(color, max(size.width(), 16), max(size.height(), 16)))
-        self.shown += 1
-
-
-class ArmPlot(pg.PlotWidget):
-    """Leader (mapped to the follower's angles, thin) vs follower (thick), per joint."""
-
-    def __init__(self, follower: str, leader: str, joints: list[str], y_range: tuple[float, float]):
-        super().__init__()
-        self.setBackground("w")
-        self.setTitle(f"{follower}: thick = follower, thin = {leader}", color="k", size="10pt")
-        self.setLabel("left", "rad")
-        self.setLabel("bottom", "s")
-        # Fixed ranges (the joints' limits): no autorange work per redraw, axes that do not
-        # jump, and a curve near the edge means a joint near its limit.
-        self.disableAutoRange()
-        self.setXRange(-HISTORY_S, 0, padding=0)
-        self.setYRange(*y_range, padding=0.05)
-        self.showGrid(x=True, y=True, alpha=0.3)
-        self.setMouseEnabled(x=False, y=False)
-        self.hideButtons()
-        legend = self.addLegend(offset=(-5, 5), labelTextColor="k", colCount=4)
-        legend.setBrush(pg.mkBrush(255, 255, 255, 200))
-        self.follower_curves = []
-        self.leader_curves = []
-        # Bare PlotCurveItems: PlotDataItem's extra machinery made each redraw several times
-        # more expensive, and nothing here needs symbols, downsampling or log axes.
-        for i, joint in enumerate(joints):
-            colour = pg.intColor(i, hues=len(joints), values=1, maxValue=200)
-            solid = pg.PlotCurveItem(pen=pg.mkPen(colour, width=2), skipFiniteCheck=True)
-            # Thin and translucent rather than dashed: Qt's raster engine draws dashed
-            # polylines several times slower, and this repaints five times a second.
-            thin = pg.mkColor(colour)
-            thin.setAlpha(150)
-            dashed = pg.PlotCurveItem(pen=pg.mkPen(thin, width=1), skipFiniteCheck=True)
-            self.addItem(solid)
-            self.addItem(dashed)
-            legend.addItem(solid, joint)
-            self.follower_curves.append(solid)
-            self.leader_curves.append(dashed)
-
-    def update_history(self, t_s: np.ndarray, leader: np.ndarray, follower: np.ndarray) -> None:
-        """``t_s`` seconds relative to now (<= 0); ``leader``/``follower`` shaped (n, joints)."""
-        for j, curve in enumerate(self.follower_curves):
-            curve.setData(t_s, follower[:, j], skipFiniteCheck=True)
-        for j, curve in enumerate(self.leader_curves):
-            curve.setData(t_s, leader[:, j], skipFiniteCheck=True)
-
-
-@dataclass
-class _Rates:
-    """What the health bar shows, measured over about one second."""
-
-    at: float = 0.0
-    cycle: int | None = None
-    captured: dict[str, int] | None = None
-    loop_hz: float = 0.0
-    jitter_ms: float = 0.0
-    camera_fps: dict[str, float] | None = None
 
 
 class RecordScreen(QWidget):
@@ -196,9 +90,6 @@ class RecordScreen(QWidget):
         self.plots: dict[str, ArmPlot] = {}
         self._history: dict[str, deque[tuple[float, np.ndarray, np.ndarray]]] = {}
         self._last_cycle: int | None = None
-        self._periods: deque[tuple[float, int]] = deque(maxlen=200)
-        self._rates = _Rates()
-        self._free_bytes: int | None = None
         self._last_housekeeping = 0.0
         self._tick_count = 0
         self._auto_stopped: int | None = None
@@ -257,11 +148,7 @@ class RecordScreen(QWidget):
         # -- bottom: last flags, health, buttons --------------------------------------------
         self.flags_label = QLabel("")
         self.flags_label.setWordWrap(True)
-        self.health_label = QLabel("")
-        self.health_label.setWordWrap(True)
-        self.health_label.setStyleSheet(
-            "font-family: monospace; background: #f0f0f0; color: black; padding: 4px;"
-        )
+        self.health_label = HealthBar()
         self.buttons: dict[str, QPushButton] = {}
         row = QHBoxLayout()
         for action, text, key_action in (
@@ -386,7 +273,7 @@ class RecordScreen(QWidget):
         self._countdown_until = None
         self.countdown_label.hide()
         self._was_recording = False
-        self._rates = _Rates()
+        self.health_label.reset()
         self._auto_stopped = None
         self._stopped_at = None
         self._last_cycle = None
@@ -597,12 +484,12 @@ class RecordScreen(QWidget):
             self._draw_plots()
         self._show_state(st, task, now)
         self._show_banners(st, recorder)
-        if now - self._rates.at >= 1.0:
-            self._measure_rates(recorder, now)
-        self._show_health(recorder)
+        self.health_label.show_health(
+            recorder, now, self.station.session, self.station.live_stats()
+        )
 
     def _on_free_bytes(self, free: int | None) -> None:
-        self._free_bytes = free
+        self.health_label.free_bytes = free
 
     def _sample_control(self, recorder: Any) -> None:
         sample = recorder.control.latest
@@ -610,7 +497,7 @@ class RecordScreen(QWidget):
             return
         self._last_cycle = sample.cycle
         t = sample.start_ns / 1e9
-        self._periods.append((time.monotonic(), sample.period_ns))
+        self.health_label.add_period(sample.period_ns)
         for follower, hist in self._history.items():
             if follower not in sample.arms or follower not in sample.targets_rad:
                 continue
@@ -633,22 +520,6 @@ class RecordScreen(QWidget):
             leader = np.stack([h[1] for h in hist])
             fol = np.stack([h[2] for h in hist])
             self.plots[follower].update_history(t, leader, fol)
-
-    def _measure_rates(self, recorder: Any, now: float) -> None:
-        r = self._rates
-        latest = recorder.control.latest
-        captured = {name: cap.stats.captured for name, cap in recorder.captures.items()}
-        dt = now - r.at
-        if r.captured is not None and dt > 0:
-            r.camera_fps = {
-                n: (captured[n] - r.captured.get(n, captured[n])) / dt for n in captured
-            }
-        if latest is not None and r.cycle is not None and dt > 0:
-            r.loop_hz = (latest.cycle - r.cycle) / dt
-        nominal_ns = 1e9 / recorder.rate_hz
-        recent = [p for at, p in self._periods if at > now - 1.0 and p > 0]
-        r.jitter_ms = max((abs(p - nominal_ns) for p in recent), default=0.0) / 1e6
-        r.at, r.cycle, r.captured = now, latest.cycle if latest else None, captured
 
     def _show_state(self, st: RunnerStatus, task: Any, now: float) -> None:
         target = task.target_episodes if task else 0
@@ -760,43 +631,3 @@ class RecordScreen(QWidget):
             self.warn_banner.show()
         else:
             self.warn_banner.hide()
-
-    def _show_health(self, recorder: Any) -> None:
-        r = self._rates
-        c = recorder.control.counters
-        loop = "STOPPED (fault)" if recorder.control.fault else f"{r.loop_hz:5.1f} Hz"
-        parts = [
-            f"loop {loop} (target {recorder.rate_hz:g})  period error up to "
-            f"{r.jitter_ms:.2f} ms (sampled)"
-            f"  overruns {c.overruns}  bus retries {c.bus_retries}"
-        ]
-        fps = r.camera_fps or {}
-        drops = recorder.frames_dropped_this_episode()
-        cams = []
-        for name in recorder.captures:
-            dropped = drops.get(name, 0)
-            cams.append(
-                f"{name} {fps.get(name, 0.0):4.1f} fps"
-                + (f" ({dropped} dropped)" if dropped else "")
-            )
-        parts.append("cameras: " + ", ".join(cams))
-        parts.append(f"disk: {self._disk_text()}")
-        live = self.station.live_stats()
-        if live is not None:
-            parts.append(live.describe())
-        self.health_label.setText("\n".join(parts))
-
-    def _disk_text(self) -> str:
-        free = self._free_bytes
-        if free is None:
-            return "measuring…"
-        text = f"{free / 1e9:.1f} GB free"
-        session = self.station.session
-        rates = [
-            e["bytes"] / e["duration_s"]
-            for e in (session.episodes if session else [])
-            if e.get("bytes") and e.get("duration_s")
-        ]
-        if rates:
-            text += f", about {free / rates[-1] / 3600:.1f} h of recording left"
-        return text

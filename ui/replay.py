@@ -43,7 +43,7 @@ from teleop.episode.recover import recover
 from teleop.errors import TeleopError
 from teleop.playback import SPEEDS, EpisodeReader, Frame, JointSeries, Mark, Player, Snapshot
 from teleop.session import register_recovered
-from ui.record import frame_to_pixmap
+from ui.camera_tile import frame_to_pixmap
 from ui.style import AMBER, GREEN, GREY, RED, WARN_BANNER_STYLE
 
 log = logging.getLogger(__name__)

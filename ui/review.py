@@ -7,10 +7,10 @@ time marks, Save, and the episode's whole label history from its session's ``lab
 "Label and go to the next episode in two keys": ``1`` success, ``2`` failure (the reason list
 takes focus and a digit picks a reason), ``3`` unsure, then ``Enter`` saves and opens the
 next episode (``Shift+Enter`` saves and stays). Every key is listed once, in
-:data:`REVIEW_KEYS`. While the reviewer types in notes, tags or a mark name, letters, digits,
-Space and the arrows type; Enter saves (Ctrl+Enter starts a new line in the notes) and Esc
-leaves the field (or the reason list), so a second Esc goes back. An open list (a combo box's,
-the tag completions) keeps Enter for picking an entry.
+:data:`~ui.review_keys.REVIEW_KEYS`. While the reviewer types in notes, tags or a mark name,
+letters, digits, Space and the arrows type; Enter saves (Ctrl+Enter starts a new line in the
+notes) and Esc leaves the field (or the reason list), so a second Esc goes back. An open list
+(a combo box's, the tag completions) keeps Enter for picking an entry.
 
 Label events are appended off the GUI thread (:class:`~ui.worker.EngineWorker`); a refused
 label (:class:`~teleop.labels.LabelError`) shows as the error line and nothing moves on.
@@ -18,18 +18,14 @@ label (:class:`~teleop.labels.LabelError`) shows as the error line and nothing m
 
 from __future__ import annotations
 
-import html
 import logging
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QEvent, QObject, QStringListModel, Qt, Signal
-from PySide6.QtGui import QKeyEvent, QKeySequence, QShortcut
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QComboBox,
-    QCompleter,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -59,171 +55,26 @@ from teleop.labels import (
     read_labels,
 )
 from teleop.playback.player import SPEEDS
+from ui.label_form import (
+    LABEL_COLOURS,
+    TagCompleter,
+    flag_summary,
+    history_html,
+    problems_text,
+)
 from ui.replay import ReplayView, open_with_recovery
+from ui.review_keys import REVIEW_KEYS, PopupKeys, ReasonKeys, TypingKeys, key_help, key_name
 from ui.style import AMBER_BG, ERROR_STYLE, GREEN, GREY, RED
 from ui.worker import EngineWorker
 
 log = logging.getLogger(__name__)
 
-
-@dataclass(frozen=True)
-class ReviewKey:
-    """One action of the review screen and its keys (``QKeySequence`` syntax, comma-separated)."""
-
-    action: str
-    keys: str
-    help: str
-
-
-# The whole key map of the screen, in the order the help line shows it.
-REVIEW_KEYS: tuple[ReviewKey, ...] = (
-    ReviewKey("success", "1", "success"),
-    ReviewKey("failure", "2", "failure (then a digit picks the reason)"),
-    ReviewKey("unsure", "3", "unsure"),
-    ReviewKey("save_next", "Return,Enter", "save, next episode"),
-    ReviewKey("save_stay", "Shift+Return,Shift+Enter", "save, stay"),
-    ReviewKey("play_pause", "Space", "play/pause"),
-    ReviewKey("step_back", "Left", "frame back"),
-    ReviewKey("step_forward", "Right", "frame forward"),
-    ReviewKey("back_1s", "Shift+Left", "1 s back"),
-    ReviewKey("forward_1s", "Shift+Right", "1 s forward"),
-    ReviewKey("slower", "[", "slower"),
-    ReviewKey("faster", "]", "faster"),
-    ReviewKey("next", "N", "next episode"),
-    ReviewKey("previous", "P", "previous episode"),
-    ReviewKey("mark", "M", "time mark at the playhead"),
-    ReviewKey("back", "Esc", "back"),
-)
 MARK_NAMES = ("grasp", "release", "contact", "other")
-LABEL_COLOURS = {"success": GREEN, "failure": RED, "unsure": "#1565c0"}
 _ONE_S_NS = 1_000_000_000
-_ENTER_KEYS = (Qt.Key.Key_Return, Qt.Key.Key_Enter)
-
-
-def key_name(action: str) -> str:
-    """The first key of ``action`` as a button shows it (``Enter``, not Qt's ``Return``)."""
-    keys = next(k.keys for k in REVIEW_KEYS if k.action == action)
-    return keys.split(",")[0].replace("Return", "Enter")
-
-
-def key_help(per_line: int = 3) -> str:
-    """The key map as a few lines for the screen: ``1 success · 2 failure … · Esc back``."""
-    entries = [f"{key_name(k.action)} {k.help}" for k in REVIEW_KEYS]
-    return "\n".join(
-        "  ·  ".join(entries[i : i + per_line]) for i in range(0, len(entries), per_line)
-    )
-
-
-def history_details(e: LabelEvent) -> str:
-    """Everything of a label event but who, when and what, for the history list."""
-    parts = [f"was {e.previous_label} ({e.previous_reviewer})"] if e.previous_label else []
-    parts += [f"reason: {e.failure_reason}"] if e.failure_reason else []
-    parts += [f"tags: {', '.join(e.tags)}"] if e.tags else []
-    parts += [f"marks: {', '.join(f'{m.name} {m.t_s:.2f} s' for m in e.marks)}"] if e.marks else []
-    parts += [f"notes: {e.notes}"] if e.notes else []
-    return "  ·  ".join(parts)
-
-
-def flag_summary(flags: str) -> str:
-    """Quality flags (``'; '``-separated, ``kind: detail``) grouped by kind, e.g.
-    ``3 flags: frames_missing ×2, rate_low``; the details go in the tooltip."""
-    kinds: dict[str, int] = {}
-    for flag in flags.split("; "):
-        if flag.strip():
-            kind = flag.split(":", 1)[0].strip()
-            kinds[kind] = kinds.get(kind, 0) + 1
-    total = sum(kinds.values())
-    parts = [f"{k} ×{n}" if n > 1 else k for k, n in kinds.items()]
-    return f"{total} flag{'s' if total != 1 else ''}: {', '.join(parts)}"
 
 
 def _fmt_s(t_ns: int) -> str:
     return f"{t_ns / 1e9:.2f} s"
-
-
-class _TypingKeys(QObject):
-    """Keys inside a text field: Enter-variants and Esc act, everything else types.
-
-    Text widgets already claim letters, digits, Space and the arrows before the screen's
-    shortcuts see them; this filter adds what they do not: Enter saves (``Shift+Enter`` saves
-    and stays, ``Ctrl+Enter`` is a line break where line breaks make sense) and Esc hands the
-    keyboard back to the screen instead of leaving it.
-    """
-
-    def __init__(
-        self,
-        view: ReviewView,
-        *,
-        multiline: bool = False,
-        on_enter: Callable[[], None] | None = None,
-    ):
-        super().__init__(view)
-        self._view = view
-        self._multiline = multiline
-        self._on_enter = on_enter
-
-    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
-        if event.type() == QEvent.Type.ShortcutOverride:
-            if isinstance(event, QKeyEvent) and event.key() == Qt.Key.Key_Escape:
-                event.accept()  # Esc reaches the field as a key press, not the Back shortcut
-            return False
-        if event.type() != QEvent.Type.KeyPress or not isinstance(event, QKeyEvent):
-            return False
-        key, mods = event.key(), event.modifiers()
-        if key == Qt.Key.Key_Escape:
-            self._view.setFocus()
-            return True
-        if key not in _ENTER_KEYS:
-            return False
-        if mods & Qt.KeyboardModifier.ControlModifier:
-            if self._multiline and isinstance(obj, QPlainTextEdit):
-                obj.insertPlainText("\n")
-            return True
-        if self._on_enter is not None:
-            self._on_enter()
-        elif mods & Qt.KeyboardModifier.ShiftModifier:
-            self._view.save_label(go_next=False)
-        else:
-            self._view.save_label(go_next=True)
-        return True
-
-
-class _PopupKeys(QObject):
-    """An open list (a combo box's, the tag completions) keeps every key for itself: Enter
-    picks an entry there instead of saving the label."""
-
-    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
-        if event.type() == QEvent.Type.ShortcutOverride:
-            event.accept()
-        return False
-
-
-class _ReasonKeys(QObject):
-    """In the failure-reason list a digit picks reason 1…9 (instead of labelling), and Esc
-    hands the keys back to the screen (instead of leaving it)."""
-
-    def __init__(self, combo: QComboBox, view: ReviewView):
-        super().__init__(combo)
-        self._combo = combo
-        self._view = view
-
-    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
-        if not isinstance(event, QKeyEvent):
-            return False
-        digit = event.key() - Qt.Key.Key_0
-        escape = event.key() == Qt.Key.Key_Escape
-        if not (1 <= digit <= 9 or escape):
-            return False
-        if event.type() == QEvent.Type.ShortcutOverride:
-            event.accept()  # the key is for this list, not the screen's shortcuts
-            return False
-        if event.type() != QEvent.Type.KeyPress:
-            return False
-        if escape:
-            self._view.setFocus()
-        elif digit <= self._combo.count():
-            self._combo.setCurrentIndex(digit - 1)
-        return True
 
 
 class ReviewView(QWidget):
@@ -248,7 +99,6 @@ class ReviewView(QWidget):
         self.history: list[LabelEvent] = []
         self._reasons: list[str] = list(DEFAULT_FAILURE_REASONS)
         self._saving = False
-        self._known_tags: set[str] = set()
         self.worker = EngineWorker(self)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
 
@@ -321,22 +171,17 @@ class ReviewView(QWidget):
         self.reason = QComboBox()
         self.reason.setPlaceholderText("failure reason: a digit picks one")
         self.reason.setEnabled(False)
-        self.reason.installEventFilter(_ReasonKeys(self.reason, self))
+        self.reason.installEventFilter(ReasonKeys(self.reason, self))
 
         self.notes = QPlainTextEdit()
         self.notes.setPlaceholderText("Notes (Enter saves, Ctrl+Enter new line, Esc leaves)")
         self.notes.setFixedHeight(70)
-        self.notes.installEventFilter(_TypingKeys(self, multiline=True))
+        self.notes.installEventFilter(TypingKeys(self, self._save_key, multiline=True))
         self.tags = QLineEdit()
         self.tags.setPlaceholderText("tags, comma-separated")
-        self.tags.installEventFilter(_TypingKeys(self))
-        self._tag_model = QStringListModel(self)
-        self._completer = QCompleter(self._tag_model, self)
-        self._completer.setCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
-        self._completer.setWidget(self.tags)
-        self._completer.activated.connect(self._insert_tag)
-        self.tags.textEdited.connect(self._complete_tag)
-        popup_keys = _PopupKeys(self)
+        self.tags.installEventFilter(TypingKeys(self, self._save_key))
+        self._completer = TagCompleter(self.tags, self)
+        popup_keys = PopupKeys(self)
         popup = self._completer.popup()
         assert popup is not None  # a QCompleter always has its popup view
         popup.installEventFilter(popup_keys)
@@ -347,7 +192,7 @@ class ReviewView(QWidget):
         self.mark_name.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
         line = self.mark_name.lineEdit()
         assert line is not None
-        line.installEventFilter(_TypingKeys(self, on_enter=self.add_mark))
+        line.installEventFilter(TypingKeys(self, self._save_key, on_enter=self.add_mark))
         for combo in (self.reason, self.mark_name):
             combo.view().installEventFilter(popup_keys)
         self.mark_button = QPushButton(f"Mark  [{key_name('mark')}]")
@@ -401,8 +246,7 @@ class ReviewView(QWidget):
         self.problems_label.setWordWrap(True)
         self.problems_label.setStyleSheet(f"background: {AMBER_BG}; padding: 4px;")
         self.problems_label.hide()
-        # Rich text, not a table: the details wrap in a narrow panel instead of being cut.
-        self.history_view = QTextBrowser()
+        self.history_view = QTextBrowser()  # rich text: history_html
         self.history_view.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.history_view.setMinimumHeight(140)
         history = QGroupBox("Label history")
@@ -462,7 +306,7 @@ class ReviewView(QWidget):
             raise IndexError(f"episode {index} of a list of {len(rows)}")
         self.rows = list(rows)
         for row in self.rows:
-            self._learn_tags(str(row.get("tags") or "").split(","))
+            self._completer.learn(str(row.get("tags") or "").split(","))
         self._open(index)
 
     def go(self, step: int) -> None:
@@ -533,26 +377,10 @@ class ReviewView(QWidget):
             log = read_labels(self._session_dir())
         self.history = log.for_episode(str(row["file"]))
         for e in self.history:
-            self._learn_tags(e.tags)
-        blocks = []
-        for e in self.history:
-            details = html.escape(history_details(e))
-            blocks.append(
-                f"<p style='margin: 0 0 6px 0;'>{html.escape(e.time_utc.replace('T', ' ')[:16])}"
-                f"&nbsp;&nbsp;<b>{html.escape(e.reviewer)}</b>&nbsp;&nbsp;"
-                f"<b style='color: {LABEL_COLOURS[e.label]};'>{e.label}</b>"
-                + (f"<br><span style='color: {GREY};'>{details}</span>" if details else "")
-                + "</p>"
-            )
-        self.history_view.setHtml(
-            "".join(blocks) or f"<i style='color: {GREY};'>No labels yet.</i>"
-        )
+            self._completer.learn(e.tags)
+        self.history_view.setHtml(history_html(self.history))
         if log.problems:
-            lines = [
-                f"{p.path.name} line {p.line}: {p.reason}; that line is skipped (fix or remove it)"
-                for p in log.problems
-            ]
-            self.problems_label.setText("⚠ " + "\n⚠ ".join(lines))
+            self.problems_label.setText(problems_text(log.problems))
             self.problems_label.setToolTip(str(log.problems[0].path))
             self.problems_label.show()
         else:
@@ -640,30 +468,11 @@ class ReviewView(QWidget):
         self.marks.clear()
         self._show_marks()
 
-    def _complete_tag(self, text: str) -> None:
-        prefix = text.rsplit(",", 1)[-1].strip()
-        popup = self._completer.popup()
-        assert popup is not None
-        if not prefix:
-            popup.hide()
-            return
-        self._completer.setCompletionPrefix(prefix)
-        if self._completer.completionCount():
-            self._completer.complete()
-        else:
-            popup.hide()
-
-    def _insert_tag(self, tag: str) -> None:
-        done, _, _ = self.tags.text().rpartition(",")
-        self.tags.setText(f"{done}, {tag}" if done.strip() else tag)
-
-    def _learn_tags(self, tags: Iterable[str]) -> None:
-        new = {t.strip() for t in tags if t.strip()} - self._known_tags
-        if new:
-            self._known_tags |= new
-            self._tag_model.setStringList(sorted(self._known_tags))
-
     # -- saving -------------------------------------------------------------------------------
+    def _save_key(self, go_next: bool) -> None:
+        # Enter in a text field (TypingKeys): Shift+Enter stays.
+        self.save_label(go_next=go_next)
+
     def save_label(self, *, go_next: bool) -> None:
         """Write the chosen label as a new event (off the GUI thread); then, with
         ``go_next``, open the next episode of the list."""

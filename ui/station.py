@@ -262,7 +262,7 @@ class Station:
         entry = self.session.entry(index)
         self.session.set_status(
             index,
-            entry["status"],
+            entry.status,
             operator_mark="success" if success else "failure",
             operator_mark_utc=iso_utc(runner.recorder.clock.now_utc_ns()),
         )

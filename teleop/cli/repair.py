@@ -14,7 +14,7 @@ def _episodes_of(session_dir: Path) -> list[Path]:
     session = session_of(session_dir / SESSION_FILE)
     if session is None:
         raise TeleopError(f"{session_dir}: not a session folder (no readable {SESSION_FILE})")
-    files = [session_dir / str(e["file"]) for e in session.episodes if e.get("file")]
+    files = [session_dir / e.file for e in session.episodes]
     return [f for f in files if f.suffix == ".mcap" and f.is_file()]
 
 

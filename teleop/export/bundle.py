@@ -39,13 +39,14 @@ from typing import IO, Any
 
 from calibration.store import CALIBRATION_DIR
 from teleop.episode.reader import EpisodeReadError, read_attachment, summarize
+from teleop.errors import DataRootError
 from teleop.export.atomic import ExportError, Progress, atomic_output
 from teleop.export.datasheet import DatasheetFacts, render_datasheet
 from teleop.export.signing import SIGNATURE, load_private, sign
 from teleop.export.verified import refuse_damaged
 from teleop.labels import LABELS_FILE, read_labels
 from teleop.recording.provenance import software
-from teleop.session import SESSION_FILE, safe_id
+from teleop.session import SESSION_FILE, read_manifest, safe_id
 
 FORMAT = "teleop-bundle"
 FORMAT_VERSION = 1
@@ -297,8 +298,8 @@ def _session_names(
 
 def _session_operator(session_dir: Path) -> str | None:
     try:
-        return json.loads((session_dir / SESSION_FILE).read_text(encoding="utf-8")).get("operator")
-    except (OSError, ValueError, AttributeError):
+        return read_manifest(session_dir / SESSION_FILE).operator
+    except DataRootError:
         return None
 
 
@@ -335,13 +336,13 @@ def _plan(
 
 def _pseudonymized_session(path: Path, name: str, pseudonyms: Mapping[str, str]) -> bytes:
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ExportError(f"{path}: cannot read the session manifest ({exc})") from None
-    op = str(manifest.get("operator"))
-    manifest["operator"] = pseudonyms.get(op, "operator-?")
-    manifest["session_id"] = name
-    return (json.dumps(manifest, indent=2) + "\n").encode("utf-8")
+        manifest = read_manifest(path)
+    except DataRootError as exc:
+        raise ExportError(str(exc)) from None
+    renamed = manifest.model_copy(
+        update={"operator": pseudonyms.get(manifest.operator, "operator-?"), "session_id": name}
+    )
+    return (json.dumps(renamed.to_json(), indent=2) + "\n").encode("utf-8")
 
 
 def _calibration_ids(row: Mapping[str, Any]) -> list[str]:

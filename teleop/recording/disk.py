@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from rigs.spec import RigSpec
-from teleop.errors import TeleopError
-from teleop.session import SESSION_FILE
+from teleop.errors import DataRootError, TeleopError
+from teleop.session import SESSION_FILE, read_manifest
 
 
 class DiskSpaceError(TeleopError):
@@ -61,15 +60,15 @@ def recording_rate_bytes_s(spec: RigSpec, data_root: Path) -> tuple[float, str]:
     total_bytes, total_s = 0, 0.0
     for manifest in Path(data_root).glob(f"*/{SESSION_FILE}"):
         try:
-            data = json.loads(manifest.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            data = read_manifest(manifest)
+        except DataRootError:
             continue
-        if data.get("rig_id") != spec.id:
+        if data.rig_id != spec.id:
             continue
-        for e in data.get("episodes", []):
-            if e.get("bytes") and e.get("duration_s"):
-                total_bytes += int(e["bytes"])
-                total_s += float(e["duration_s"])
+        for e in data.episodes:
+            if e.bytes and e.duration_s:
+                total_bytes += e.bytes
+                total_s += e.duration_s
     if total_s >= 5.0:
         return total_bytes / total_s, "measured on this rig's episodes"
     streams = sum(1 + int(c.depth) for c in spec.cameras)

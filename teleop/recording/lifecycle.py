@@ -71,8 +71,8 @@ class EpisodeRunner:
     def status(self) -> RunnerStatus:
         counts = {"kept": 0, "discarded": 0}
         for e in self.session.episodes:
-            if e.get("status") in counts:
-                counts[e["status"]] += 1
+            if e.status in counts:
+                counts[e.status] += 1
         elapsed = time.monotonic() - self._started_at if self._started_at else 0.0
         flags = tuple(self.last.quality.flags) if self.last else ()
         return RunnerStatus(
@@ -131,7 +131,7 @@ class EpisodeRunner:
                 self.state = RunnerState.ARMED
             self.last = result
             entry = self.session.entry(result.index)
-            if entry.get("status") == "kept":  # a finished file: the operator decides next
+            if entry.status == "kept":  # a finished file: the operator decides next
                 self.session.set_status(result.index, "recorded")
                 self._undecided = result.index
             if self.recorder.fault is not None or self.recorder.write_error is not None:
@@ -158,8 +158,8 @@ class EpisodeRunner:
                     self.last = result
                     self.session.set_status(
                         result.index,
-                        self.session.entry(result.index)["status"],
-                        quality=result.quality.record(),
+                        self.session.entry(result.index).status,
+                        quality=result.quality,
                     )
                 self.state = RunnerState.IDLE
             return result
@@ -210,7 +210,7 @@ class EpisodeRunner:
             )
         if index is None:
             raise TransitionError("no episode to keep or discard yet")
-        status = self.session.entry(index).get("status")
+        status = self.session.entry(index).status
         if status not in ("recorded", "kept", "discarded"):
             raise TransitionError(
                 f"episode {index} is {status}; only finished episodes can be kept or discarded"

@@ -1,6 +1,7 @@
 """What must hold before followers start to follow: calibration and the start pose.
 
-Run at every record start (and by ``teleop doctor``): every arm has an active calibration
+:func:`evaluate` runs at every record start, in ``teleop doctor`` and in the operator app's
+checks: every arm has an active calibration
 record that matches the motors that answered, is young enough, and no follower would have to
 jump more than ``max_pose_delta_rad`` on the first cycle. Problems are refused in one line
 naming the arm, joint, measured value and the fix.
@@ -12,22 +13,25 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from calibration.checks import (
-    DEFAULT_MAX_AGE_DAYS,
-    DEFAULT_POSE_DELTA_RAD,
     Problem,
+    follower_wraps,
+    missing_records,
     pose_deltas,
     record_mismatches,
     stale_records,
 )
 from calibration.mapping import JointMapping, mappings_for
+from calibration.records import CalibrationError
 from calibration.store import StoredRecord, active_records
 from rigs.dynamixel.bus import MotorInfo
 from rigs.spec import RigSpec
 from teleop.errors import TeleopError
+from teleop.recording.policy import DEFAULT_POLICY, RecordingPolicy
 
 
 class PreflightError(TeleopError):
@@ -75,23 +79,68 @@ def load_calibration(
     return Calibration(identity, ())
 
 
-def start_problems(
+@dataclass(frozen=True)
+class Preflight:
+    """What the pre-flight evaluation found: every problem (failures and warnings) and the
+    mappings the followers would follow with (None when an arm's record failed)."""
+
+    problems: list[Problem]
+    mappings: dict[str, JointMapping] | None
+
+    @property
+    def failures(self) -> list[Problem]:
+        return [p for p in self.problems if p.severity == "fail"]
+
+
+def evaluate(
     spec: RigSpec,
-    calibration: Calibration,
+    active: Mapping[str, StoredRecord],
     *,
     motors: Mapping[str, list[MotorInfo]],
     positions: Mapping[str, np.ndarray],
-    max_age_days: float = DEFAULT_MAX_AGE_DAYS,
-    max_pose_delta_rad: float = DEFAULT_POSE_DELTA_RAD,
+    policy: RecordingPolicy = DEFAULT_POLICY,
+    camera_serials: Mapping[str, str] | None = None,
+    camera_intrinsics: Mapping[str, Any] | None = None,
+    cameras_required: bool = False,
     now: dt.datetime | None = None,
-) -> list[Problem]:
-    """Failures that must stop a recording from starting (warnings are left out)."""
-    problems: list[Problem] = []
-    if calibration.calibrated:
-        active = {r.target: r for r in calibration.records}
-        problems += record_mismatches(spec, active, motors=motors)
-        problems += stale_records(
-            active, now=now or dt.datetime.now(dt.UTC), max_age_days=max_age_days
+) -> Preflight:
+    """The one pre-flight evaluation of a rig's calibration and start pose.
+
+    ``teleop doctor`` and the operator app's checks (with the cameras' serials and
+    intrinsics) and every record start (:class:`~teleop.recording.recorder.Recorder`) call
+    it, so they agree: records present (unless ``policy.allow_uncalibrated``: then identity
+    mappings), matching the motors that answered, younger than the policy's age; followers'
+    ranges within one turn; every follower within ``policy.max_pose_delta_rad`` of where its
+    leader sends it.
+    """
+    recorded = all(a.name in active and active[a.name].kind == "arm" for a in spec.arms)
+    if not recorded and policy.allow_uncalibrated:
+        identity = uncalibrated(spec).mappings
+        deltas = pose_deltas(spec, identity, positions, threshold_rad=policy.max_pose_delta_rad)
+        return Preflight(deltas, identity)
+    problems = missing_records(spec, active, cameras_required=cameras_required)
+    problems += record_mismatches(
+        spec,
+        active,
+        motors=motors,
+        camera_serials=camera_serials or {},
+        camera_intrinsics=camera_intrinsics or {},
+    )
+    problems += stale_records(
+        active, now=now or dt.datetime.now(dt.UTC), max_age_days=policy.max_calibration_age_days
+    )
+    arm_names = {a.name for a in spec.arms}
+    if any(p.severity == "fail" and p.subject in arm_names for p in problems):
+        return Preflight(problems, None)
+    try:
+        mappings = mappings_for(spec, active)
+    except CalibrationError as exc:
+        problems.append(
+            Problem(
+                "calibration mapping", "fail", spec.id, None, str(exc), "", "recalibrate the rig"
+            )
         )
-    problems += pose_deltas(spec, calibration.mappings, positions, threshold_rad=max_pose_delta_rad)
-    return [p for p in problems if p.severity == "fail"]
+        return Preflight(problems, None)
+    problems += follower_wraps(spec, mappings)
+    problems += pose_deltas(spec, mappings, positions, threshold_rad=policy.max_pose_delta_rad)
+    return Preflight(problems, mappings)

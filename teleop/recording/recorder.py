@@ -12,7 +12,7 @@ import errno
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,12 +29,13 @@ from teleop.errors import TeleopError
 from teleop.recording.capture import CameraEvent, CaptureThread, EncodedFrame
 from teleop.recording.disk import DiskGuard
 from teleop.recording.policy import RecordingPolicy
-from teleop.recording.preflight import Calibration, PreflightError, start_problems, uncalibrated
+from teleop.recording.preflight import Calibration, PreflightError, evaluate, uncalibrated
 from teleop.recording.provenance import host, software
 from teleop.recording.quality import Quality, quality_record
 from teleop.recording.writer_thread import EpisodeWriterThread, metadata_values
 from teleop.rig_runtime import RigRuntime
 from teleop.session import Session
+from teleop.session_manifest import EpisodeEntry
 
 if TYPE_CHECKING:
     from teleop.live.publisher import LivePublisher
@@ -150,14 +151,15 @@ class Recorder:
         except BaseException:
             self.control.stop()
             raise
-        problems = start_problems(
+        # An uncalibrated Calibration was allowed by whoever gave it (identity mappings).
+        calibrated = self.calibration.calibrated
+        problems = evaluate(
             self.runtime.spec,
-            self.calibration,
+            {r.target: r for r in self.calibration.records},
             motors=self.control.motors,
             positions=self.control.initial_positions,
-            max_age_days=self.policy.max_calibration_age_days,
-            max_pose_delta_rad=self.policy.max_pose_delta_rad,
-        )
+            policy=self.policy if calibrated else replace(self.policy, allow_uncalibrated=True),
+        ).failures
         if problems:
             self.control.stop()
             raise PreflightError(problems)
@@ -264,8 +266,8 @@ class Recorder:
             "session_id": self.session.id,
             "episode_id": f"{self.session.id}/episode_{index:04d}",
             "episode_index": str(index),
-            "operator": m["operator"],
-            "task": m["task"],
+            "operator": m.operator,
+            "task": m.task,
             "rig_id": spec.id,
             "embodiment": spec.embodiment or spec.id,
             "rig_source": loaded.source,
@@ -383,16 +385,16 @@ class Recorder:
         except Exception as exc:
             return self._close_partial(ep, exc)
         self.session.add_episode(
-            {
-                "index": index,
-                "file": path.name,
-                "status": "kept",
-                "start_utc": iso_utc(ep.start_utc_ns),
-                "duration_s": quality.duration_s,
-                "bytes": path.stat().st_size,
-                "sha256": file_sha256(path),
-                "quality": quality.record(),
-            }
+            EpisodeEntry(
+                index=index,
+                file=path.name,
+                status="kept",
+                start_utc=iso_utc(ep.start_utc_ns),
+                duration_s=quality.duration_s,
+                bytes=path.stat().st_size,
+                sha256=file_sha256(path),
+                quality=quality,
+            )
         )
         return EpisodeResult(index, path, quality)
 
@@ -413,14 +415,16 @@ class Recorder:
         quality = Quality(flags=[f"write_failed: {reason}"])
         assert self.session is not None
         with contextlib.suppress(OSError):  # the manifest may be on the same failing disk
-            self.session.add_episode({
-                "index": ep.index,
-                "file": partial.name,
-                "status": "partial",
-                "start_utc": iso_utc(ep.start_utc_ns),
-                "error": reason,
-                "quality": quality.record(),
-            })  # fmt: skip
+            self.session.add_episode(
+                EpisodeEntry(
+                    index=ep.index,
+                    file=partial.name,
+                    status="partial",
+                    start_utc=iso_utc(ep.start_utc_ns),
+                    error=reason,
+                    quality=quality,
+                )
+            )
         return EpisodeResult(ep.index, partial, quality)
 
     @property

@@ -81,12 +81,12 @@ def start_session(
     try:
         if resume is not None:
             session = Session.open(resume)
-            if session.manifest["rig_id"] != runtime.spec.id:
+            if session.manifest.rig_id != runtime.spec.id:
                 raise TeleopError(
-                    f"{resume}: recorded on rig {session.manifest['rig_id']!r}, not "
-                    f"{runtime.spec.id!r}; resume it with --rig {session.manifest['rig_id']}"
+                    f"{resume}: recorded on rig {session.manifest.rig_id!r}, not "
+                    f"{runtime.spec.id!r}; resume it with --rig {session.manifest.rig_id}"
                 )
-            session.manifest["closed_utc"] = None
+            session.manifest.closed_utc = None
             session.save()
         else:
             session = Session.create(

@@ -106,6 +106,7 @@ def test_hours_left_uses_this_rigs_recorded_rate_when_there_is_one(tmp_path):
     from rigs.spec import load_rig
     from teleop.recording.disk import hours_left, recording_rate_bytes_s
     from teleop.session import Session
+    from teleop.session_manifest import EpisodeEntry
 
     spec = load_rig("sim-bimanual").spec
     rate, basis = recording_rate_bytes_s(spec, tmp_path)
@@ -114,7 +115,9 @@ def test_hours_left_uses_this_rigs_recorded_rate_when_there_is_one(tmp_path):
         tmp_path, operator="op", task="t", rig_id=spec.id, rig_sha256="x", started_utc="t"
     )
     s.add_episode(
-        {"index": 1, "file": "episode_0001.mcap", "bytes": 20_000_000, "duration_s": 10.0}
+        EpisodeEntry(
+            index=1, file="episode_0001.mcap", status="kept", bytes=20_000_000, duration_s=10.0
+        )
     )
     rate, basis = recording_rate_bytes_s(spec, tmp_path)
     assert basis == "measured on this rig's episodes" and rate == 2_000_000
