@@ -58,6 +58,20 @@ def open_camera(
     On a virtual rig a RealSense camera is the virtual device the real driver opens, started
     here first (and returned, for its fault injection and ground truth).
     """
+    camera, device = _prepare_camera(spec, name, virtual, stack, seed, depth_history)
+    _connect_camera(camera, device)
+    return camera, device
+
+
+def _prepare_camera(
+    spec: RigSpec,
+    name: str,
+    virtual: VirtualRig | None,
+    stack: ExitStack,
+    seed: int,
+    depth_history: int,
+) -> tuple[Camera, VirtualRealSense | None]:
+    """The camera's driver object (and virtual device), their slow start begun."""
     cam = next(c for c in spec.cameras if c.name == name)
     resources: dict[str, Any] = {"rig": spec}
     device = None
@@ -67,12 +81,18 @@ def open_camera(
             device = VirtualRealSense(
                 cam, rig=spec, world=virtual.world, seed=seed, depth_history=depth_history
             )
-            device.start()
             stack.callback(device.close)
+            device.prepare()
     camera = driver_for(cam.driver)(cam, **resources)
-    camera.connect()
     stack.callback(camera.disconnect)
+    camera.prepare()
     return camera, device
+
+
+def _connect_camera(camera: Camera, device: VirtualRealSense | None) -> None:
+    if device is not None:
+        device.start()
+    camera.connect()
 
 
 class RigRuntime:
@@ -111,6 +131,9 @@ class RigRuntime:
             # The scripted operator keeps still until recording starts, as a person waits for go.
             self.virtual = VirtualRig(spec, seed=self.seed, hold_operator=True)
             self._stack.callback(self.virtual.close)
+            self.virtual.spawn()
+        prepared = self._prepare_cameras() if self.with_cameras else []
+        if self.virtual is not None:
             self.virtual.start()
         for arm in spec.arms:
             if arm.port == "virtual":
@@ -118,15 +141,22 @@ class RigRuntime:
                 self.ports[arm.name] = self.virtual.ports[arm.name]
             else:
                 self.ports[arm.name] = arm.port
-        if self.with_cameras:
-            for cam_spec in spec.cameras:
-                camera, device = open_camera(
-                    spec, cam_spec.name, self.virtual, self._stack, self.seed,
-                    depth_history=self.depth_history,
-                )  # fmt: skip
-                if device is not None:
-                    self.virtual_cameras[cam_spec.name] = device
-                self.cameras[cam_spec.name] = camera
+        for name, camera, device in prepared:
+            _connect_camera(camera, device)
+            if device is not None:
+                self.virtual_cameras[name] = device
+            self.cameras[name] = camera
+
+    def _prepare_cameras(self) -> list[tuple[str, Camera, VirtualRealSense | None]]:
+        """Every camera's slow start begun (a virtual sensor boots a process, as the virtual
+        rig's servo process does meanwhile); they are connected in turn afterwards, so the
+        parts come up side by side, not one by one."""
+        return [
+            (c.name, *_prepare_camera(
+                self.spec, c.name, self.virtual, self._stack, self.seed, self.depth_history
+            ))
+            for c in self.spec.cameras
+        ]  # fmt: skip
 
     def close(self) -> None:
         self._stack.close()

@@ -73,6 +73,12 @@ class Camera(ABC):
     def name(self) -> str:
         return self.spec.name
 
+    def prepare(self) -> None:
+        """Begin slow start-up work without waiting for it, so that a rig's cameras start
+        side by side (a virtual sensor boots its process); ``connect()`` completes it and
+        ``disconnect()`` undoes it. Most drivers have nothing to begin."""
+        return
+
     @abstractmethod
     def connect(self) -> None: ...
 

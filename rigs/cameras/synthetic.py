@@ -79,16 +79,16 @@ class SyntheticCamera(Camera):
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    def connect(self) -> None:
-        """Start the device schedule; the first frame is due one period from now."""
-        if self._connected:
+    def prepare(self) -> None:
+        """Start the sensor's process booting (``connect()`` waits for it)."""
+        if self._connected or self._remote is not None:
             return
         try:
             self._renderer = Renderer(self._rig, self._view, self.spec.width, self.spec.height)
         except ValueError as exc:
             raise CameraError(f"camera {self.name!r}: {exc}") from None
         # The sensor (schedule, drawing, buffers) is a process of its own (render_process.py).
-        remote = RenderProcess(
+        self._remote = RenderProcess(
             self._rig,
             self._view,
             self.spec.width,
@@ -98,11 +98,21 @@ class SyntheticCamera(Camera):
             self.name,
             depth=self.spec.depth,
         )
+        self._remote.spawn()
+
+    def connect(self) -> None:
+        """Start the device schedule; the first frame is due one period from now."""
+        if self._connected:
+            return
+        self.prepare()
+        remote = self._remote
+        assert remote is not None
         try:
             remote.start(self.spec.fps, self._device_epoch_ns, DEVICE_CLOCK_DRIFT_PPM)
         except RenderError as exc:
+            self._remote = None
+            remote.close()
             raise CameraError(str(exc)) from None
-        self._remote = remote
         self._next_frame_number = 0
         self.frames_delivered = 0
         self.frames_skipped = 0

@@ -102,8 +102,9 @@ class VirtualRig:
         self._finalizer: weakref.finalize | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
-    def start(self) -> VirtualRig:
-        """Create the world, start the process and wait until its buses are served."""
+    def spawn(self) -> VirtualRig:
+        """Create the world and start the process booting; return at once (:meth:`start`
+        waits for its buses), so that the cameras can boot beside it. Again: nothing."""
         if self._finalizer is not None and self._finalizer.alive:
             return self
         world = SharedWorld(WorldLayout.from_spec(self.spec), create=True)
@@ -122,11 +123,23 @@ class VirtualRig:
         try:
             proc.start()
             child.close()  # only the child holds it now, so its death shows as EOF here
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def start(self) -> VirtualRig:
+        """Create the world, start the process (unless :meth:`spawn` did) and wait until its
+        buses are served."""
+        if self.ports:
+            return self
+        self.spawn()
+        try:
             self.ports = self._wait_ready()
         except BaseException:
             self.close()
             raise
-        log.info("virtual rig %s up (pid %s): %s", self.spec.id, proc.pid, self.ports)
+        log.info("virtual rig %s up (pid %s): %s", self.spec.id, self._proc.pid, self.ports)
         return self
 
     def _wait_ready(self) -> dict[str, str]:

@@ -213,6 +213,10 @@ class VirtualRealSense:
 
     # -- lifecycle --------------------------------------------------------------------------
 
+    def prepare(self) -> None:
+        """Start the sensor's process booting (``start()`` waits for it)."""
+        self._remote.spawn()
+
     def start(self) -> None:
         """Start the feeder; the first frame is due one period from now."""
         if self._thread is not None:

@@ -195,16 +195,13 @@ class RenderProcess:
         self._conn: Connection | None = None
         self._shm: shared_memory.SharedMemory | None = None
         self._views: tuple[np.ndarray, np.ndarray, np.ndarray | None] | None = None
+        self._started = False
 
-    def start(self, fps: int, epoch_ns: int, drift_ppm: int, tick_ns: int = 1) -> DeviceClock:
-        """Spawn the process, wait until it can draw, and start the schedule now: the first
-        frame is exposed one period later. Returns the device clock the frames are stamped by.
-
-        Raises:
-            RenderError: it did not come up within ``START_TIMEOUT_S``.
-        """
+    def spawn(self) -> None:
+        """Start the process booting and return at once (:meth:`start` waits for it), so that
+        several sensors boot side by side. Calling it again does nothing."""
         if self._proc is not None:
-            raise RenderError(f"camera {self.name!r}: the renderer process is already running")
+            return
         self._shm = shared_memory.SharedMemory(create=True, size=self._layout.nbytes)
         self._views = self._layout.views(self._shm.buf)
         self._views[0][:] = -1
@@ -228,6 +225,21 @@ class RenderProcess:
         self._proc.start()
         theirs.close()
         self._conn = ours
+
+    def start(self, fps: int, epoch_ns: int, drift_ppm: int, tick_ns: int = 1) -> DeviceClock:
+        """Spawn the process (unless :meth:`spawn` did), wait until it can draw, and start the
+        schedule now: the first frame is exposed one period later. Returns the device clock
+        the frames are stamped by.
+
+        Raises:
+            RenderError: it did not come up within ``START_TIMEOUT_S``, or it was started.
+        """
+        if self._started:
+            raise RenderError(f"camera {self.name!r}: the renderer process is already running")
+        self.spawn()
+        ours = self._conn
+        assert ours is not None
+        self._started = True
         if not ours.poll(START_TIMEOUT_S) or ours.recv_bytes() != _READY:
             self.close()
             raise RenderError(f"camera {self.name!r}: the renderer process did not start")
@@ -266,6 +278,7 @@ class RenderProcess:
 
     def close(self) -> None:
         """Stop the process and free the shared block (safe to call more than once)."""
+        self._started = False
         conn, self._conn = self._conn, None
         if conn is not None:
             conn.close()  # the child's poll sees the pipe close and it returns

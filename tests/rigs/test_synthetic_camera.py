@@ -183,3 +183,23 @@ def test_a_camera_without_a_view_is_refused(world):
     spec = camera_spec().model_copy(update={"name": "side", "view": None})
     with pytest.raises(CameraError, match="'side'.*view"):
         SyntheticCamera(spec, rig=RIG, world=world)
+
+
+def _renderers() -> list[str]:
+    import multiprocessing
+
+    return [p.name for p in multiprocessing.active_children() if p.name.startswith("render-")]
+
+
+def test_a_prepared_camera_boots_its_sensor_and_leaves_nothing_when_never_connected(world):
+    cam = make(world, fps=30, width=160, height=120)
+    cam.prepare()
+    assert _renderers() == ["render-overhead"]  # booting while the rig's other parts start
+    cam.disconnect()
+    assert _renderers() == []
+    # Prepared, then connected: the same process delivers frames.
+    cam.prepare()
+    with cam:
+        assert cam.read(timeout_s=5.0).frame_number == 0
+        assert _renderers() == ["render-overhead"]
+    assert _renderers() == []
