@@ -126,9 +126,16 @@ def test_frames_follow_the_world(world):
     cam = make(world, "left_wrist", width=160, height=120)
     with cam:
         before = cam.read().color
+        written_ns = time.monotonic_ns()
         world.write("left_follower", np.array([0.2, 0.3, 0.2, 0.0, 0.8, 0.0, -0.6]))
-        after = cam.read().color
-    assert not np.array_equal(before[60:], after[60:]), "the gripper closed"
+        # The sensor buffers frames (up to SLOTS): the first exposed after the write shows it.
+        frame = cam.read(timeout_s=5.0)
+        for _ in range(SLOTS):
+            if frame.capture_stamp_ns > written_ns:
+                break
+            frame = cam.read(timeout_s=5.0)
+        assert frame.capture_stamp_ns > written_ns
+    assert not np.array_equal(before[60:], frame.color[60:]), "the gripper closed"
 
 
 def test_read_after_disconnect_raises_naming_the_camera(world):
